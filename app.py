@@ -1,0 +1,21 @@
+"""stripe-events: Stripe webhooks -> EventBridge -> one Lambda function per Stripe resource.
+
+Each resource module gets its own function here, in app.py, because Chalice names the
+Lambda handler `app.<function name>`: a function registered from elsewhere in a loop
+would not be found when it runs in Lambda.
+"""
+
+from chalice import Chalice
+from chalice.app import CloudWatchEvent
+
+from chalicelib.resources import customers
+from chalicelib.stripe_events.core import StripeEvents
+
+app = Chalice(app_name="stripe-events")
+events = StripeEvents.from_env()
+app.register_blueprint(events.webhook)  # POST /stripe/webhook
+
+
+@app.on_cw_event(customers.router.pattern(events.settings), name="customers")
+def on_customer_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(customers.router, event)

@@ -1,0 +1,123 @@
+"""Publishing: one interface, two implementations.
+
+EventBridgePublisher puts the entry on EventBridge. LocalBus (stage `local`) hands it
+to the app's own `on_cw_event` functions whose pattern matches, in process, as
+EventBridge would in AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.stripe_events.envelope import Entry
+from chalicelib.stripe_events.errors import PublishFailed
+from chalicelib.stripe_events.pattern import matches
+
+if TYPE_CHECKING:
+    from chalice import Chalice
+
+log = logging.getLogger("stripe_events.bus")
+
+# Stripe waits about 10 s for an answer; stay well inside that before answering 503.
+RETRY_BUDGET_SECONDS = 2.0
+FIRST_BACKOFF_SECONDS = 0.05
+
+
+class Publisher(ABC):
+    @abstractmethod
+    def publish(self, entry: Entry) -> None:
+        """Publish one entry, or raise PublishFailed."""
+
+
+class EventBridgePublisher(Publisher):
+    def __init__(
+        self,
+        region: str,
+        budget_seconds: float = RETRY_BUDGET_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        import boto3
+        from botocore.config import Config
+
+        # Our own loop retries within the budget, so botocore must not retry on its own.
+        config = Config(
+            retries={"total_max_attempts": 1},
+            connect_timeout=0.5,
+            read_timeout=1.0,
+        )
+        # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
+        self.client = boto3.client("events", region_name=region, config=config)
+        self.budget_seconds = budget_seconds
+        self.sleep = sleep
+
+    def _put_once(self, entry: Entry) -> str | None:
+        """Put the entry; return None on success, or why it failed."""
+        try:
+            response = self.client.put_events(Entries=[entry])
+        except Exception as error:  # any client, network or throttling error is retried
+            return f"{type(error).__name__}: {error}"
+        if response.get("FailedEntryCount", 0) == 0:
+            return None
+        result = (response.get("Entries") or [{}])[0]
+        return f"{result.get('ErrorCode', 'FailedEntry')}: {result.get('ErrorMessage', '')}"
+
+    def publish(self, entry: Entry) -> None:
+        started = time.monotonic()
+        backoff = FIRST_BACKOFF_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            failure = self._put_once(entry)
+            if failure is None:
+                return
+            elapsed = time.monotonic() - started
+            delay = backoff * (1 + random.random())  # jitter spreads out concurrent retries
+            if elapsed + delay > self.budget_seconds:
+                log.error("PutEvents failed %d time(s), giving up: %s", attempt, failure)
+                raise PublishFailed(f"EventBridge did not accept the event: {failure}")
+            log.warning("PutEvents attempt %d failed, retrying: %s", attempt, failure)
+            self.sleep(delay)
+            backoff *= 2
+
+
+class LocalBus(Publisher):
+    """Delivers to the app's `on_cw_event` functions, through the same patterns."""
+
+    def __init__(self, app: Callable[[], Chalice], region: str) -> None:
+        self.app = app
+        self.region = region
+
+    def publish(self, entry: Entry) -> None:
+        from chalice.app import CloudWatchEventConfig
+
+        event = self.to_cloudwatch_event(entry)
+        app = self.app()
+        for source in app.event_sources:
+            if isinstance(source, CloudWatchEventConfig) and matches(source.event_pattern, event):
+                try:
+                    app.handler_map[source.name](event, None)
+                except Exception:
+                    # As in AWS, a function's failure does not change the webhook's answer;
+                    # the dispatcher has already recorded it in the ledger.
+                    log.exception("function %s failed for %s", source.name, entry["DetailType"])
+
+    def to_cloudwatch_event(self, entry: Entry) -> dict[str, Any]:
+        """The event as EventBridge would deliver it to a Lambda function."""
+        return {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": entry["DetailType"],
+            "source": entry["Source"],
+            "account": "000000000000",
+            "time": entry["Time"].strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [],
+            "detail": json.loads(entry["Detail"]),
+        }

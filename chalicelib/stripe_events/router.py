@@ -1,0 +1,88 @@
+"""Router: which handlers of a resource module run for which event types.
+
+    router = Router("invoices")
+
+    @router.on("invoice.payment_failed")
+    def send_dunning_email(event: stripe.Event, ctx: Context) -> None: ...
+
+Every name is checked against the catalog when the module is imported, so a typo
+fails at once, with the closest valid names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.stripe_events import catalog
+from chalicelib.stripe_events.settings import PARTNER_SOURCE_PREFIX
+
+if TYPE_CHECKING:
+    import stripe
+
+    from chalicelib.stripe_events.context import Context
+    from chalicelib.stripe_events.settings import Settings
+
+HandlerFunc = Callable[["stripe.Event", "Context"], None]
+
+
+@dataclass(frozen=True)
+class Handler:
+    name: str  # "<router>.<function>": the key of its outcomes in the ledger
+    patterns: tuple[str, ...]
+    func: HandlerFunc
+
+    def matches(self, event_type: str) -> bool:
+        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
+
+
+class Router:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.handlers: list[Handler] = []
+
+    def on(self, *names: str) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Register the decorated function for these event types or `prefix.*` patterns."""
+        if not names:
+            raise TypeError("Router.on() needs at least one event type")
+        for name in names:
+            catalog.expand(name)  # raises UnknownEventType with suggestions
+
+        def register(func: HandlerFunc) -> HandlerFunc:
+            handler_name = f"{self.name}.{func.__name__}"
+            if any(h.name == handler_name for h in self.handlers):
+                raise ValueError(f"{handler_name} is registered twice")
+            self.handlers.append(Handler(handler_name, names, func))
+            return func
+
+        return register
+
+    def handlers_for(self, event_type: str) -> list[Handler]:
+        return [h for h in self.handlers if h.matches(event_type)]
+
+    @property
+    def patterns(self) -> list[str]:
+        return sorted({p for h in self.handlers for p in h.patterns})
+
+    def event_types(self) -> list[str]:
+        """Every catalog type this router handles, wildcards expanded."""
+        return sorted({t for p in self.patterns for t in catalog.expand(p)})
+
+    def pattern(self, settings: Settings) -> dict[str, Any]:
+        """The EventBridge pattern for this router's types, from us or from Stripe directly."""
+        if not self.handlers:
+            raise ValueError(f"router {self.name!r} has no handlers")
+        pattern: dict[str, Any] = {
+            "source": [settings.source, {"prefix": PARTNER_SOURCE_PREFIX}],
+        }
+        if catalog.WILDCARD not in self.patterns:
+            detail_types: list[Any] = []
+            for name in self.patterns:
+                if name.endswith("." + catalog.WILDCARD):
+                    detail_types.append({"prefix": name[:-1]})
+                else:
+                    detail_types.append(name)
+            pattern["detail-type"] = detail_types
+        return pattern

@@ -1,0 +1,84 @@
+"""One frozen Settings object, read from the environment of the stage."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+LOCAL_BUS = "local"
+DEFAULT_SOURCE = "stripe.webhook"
+# Stripe's own EventBridge destination publishes from partner sources named like this.
+PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com/"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable and the fix."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _livemode(env: Mapping[str, str]) -> bool | None:
+    raw = env.get("STRIPE_LIVEMODE", "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise SettingsError(f"STRIPE_LIVEMODE must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    # Several secrets while one is being rolled; a signature matching any of them passes.
+    webhook_secrets: tuple[str, ...] = ()
+    tolerance_seconds: int = 300
+    max_body_bytes: int = 1024 * 1024
+    livemode: bool | None = None
+    source: str = DEFAULT_SOURCE
+    bus: str = "default"
+    table: str = ""
+    state_dir: Path = Path(".state")
+    region: str = "us-east-1"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        secrets = tuple(s.strip() for s in env.get("STRIPE_WEBHOOK_SECRET", "").split(","))
+        return cls(
+            stage=env.get("STRIPE_EVENTS_STAGE", "local"),
+            webhook_secrets=tuple(s for s in secrets if s),
+            tolerance_seconds=_int(env, "STRIPE_WEBHOOK_TOLERANCE", 300),
+            max_body_bytes=_int(env, "STRIPE_WEBHOOK_MAX_BYTES", 1024 * 1024),
+            livemode=_livemode(env),
+            source=env.get("STRIPE_EVENTS_SOURCE", "").strip() or DEFAULT_SOURCE,
+            bus=env.get("STRIPE_EVENTS_BUS", "").strip() or "default",
+            table=env.get("STRIPE_EVENTS_TABLE", "").strip(),
+            state_dir=Path(env.get("STRIPE_EVENTS_STATE_DIR", "").strip() or ".state"),
+            region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return self.bus == LOCAL_BUS
+
+    def __repr__(self) -> str:
+        # Secrets never reach logs, not even through a repr in a traceback.
+        return (
+            f"Settings(stage={self.stage!r}, secrets={len(self.webhook_secrets)}, "
+            f"bus={self.bus!r}, source={self.source!r}, table={self.table!r})"
+        )

@@ -1,0 +1,56 @@
+"""The store interface: the ledger, and the projections that resource modules keep.
+
+Two implementations: DynamoDB on AWS (store_dynamodb.py) and SQLite in stage
+`local` (store_sqlite.py). `open_store` picks one from the settings.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
+from chalicelib.stripe_events.settings import Settings, SettingsError
+
+
+class Store(ABC):
+    @abstractmethod
+    def record_received(
+        self, event_id: str, event_type: str, created: int, received_at: str
+    ) -> None:
+        """Record that an event reached a function; the first record wins."""
+
+    @abstractmethod
+    def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
+        """Record (replace) one handler's outcome for one event."""
+
+    @abstractmethod
+    def outcomes(self, event_id: str) -> dict[str, Outcome]:
+        """Every handler's latest outcome for this event."""
+
+    @abstractmethod
+    def recent(self, limit: int) -> list[LedgerEntry]:
+        """The most recently received events, newest first."""
+
+    @abstractmethod
+    def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        """One projected item, or None."""
+
+    @abstractmethod
+    def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
+        """Create or replace one projected item."""
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.is_local:
+        from chalicelib.stripe_events.store_sqlite import SqliteStore
+
+        return SqliteStore(settings.state_dir / "stripe-events.sqlite3")
+    if not settings.table:
+        raise SettingsError(
+            "STRIPE_EVENTS_TABLE is not set: name the DynamoDB table for the ledger in "
+            ".chalice/config.json, or set STRIPE_EVENTS_BUS=local to use SQLite."
+        )
+    from chalicelib.stripe_events.store_dynamodb import DynamoStore
+
+    return DynamoStore(settings.table, settings.region)

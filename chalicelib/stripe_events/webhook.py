@@ -1,0 +1,86 @@
+"""POST /stripe/webhook: verify, check, publish; 2xx only once EventBridge has the event."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
+from chalicelib.stripe_events.errors import PublishFailed, Rejected
+from chalicelib.stripe_events.signature import verify
+
+if TYPE_CHECKING:
+    from chalicelib.stripe_events.bus import Publisher
+    from chalicelib.stripe_events.settings import Settings
+
+log = logging.getLogger("stripe_events.webhook")
+
+PATH = "/stripe/webhook"
+# Stripe sends application/json; the others are accepted so that a wrong content type
+# still gets our own JSON error rather than Chalice's bare 415.
+CONTENT_TYPES = ["application/json", "text/plain", "application/octet-stream"]
+
+
+def ingest(
+    body: bytes, signature_header: str | None, settings: Settings, now: float
+) -> tuple[EventHeader, Entry]:
+    """The webhook's own work: verify, check, build the entry. Raises Rejected on bad input."""
+    if len(body) > settings.max_body_bytes:
+        raise Rejected(
+            413,
+            "payload_too_large",
+            f"The body has {len(body)} bytes; at most {settings.max_body_bytes} are accepted "
+            "(STRIPE_WEBHOOK_MAX_BYTES).",
+        )
+    verify(body, signature_header, settings.webhook_secrets, settings.tolerance_seconds, now)
+    text = decode_body(body)
+    header = parse_event(text, settings.livemode)
+    return header, to_entry(text, header, settings)
+
+
+def _json(status: int, body: dict[str, Any]) -> Response:
+    return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
+
+
+def webhook_blueprint(settings: Settings, publisher: Any) -> Blueprint:
+    """The blueprint; `publisher` is called for the Publisher when the first event comes."""
+    blueprint = Blueprint(__name__)
+
+    @blueprint.route(PATH, methods=["POST"], content_types=CONTENT_TYPES)
+    def stripe_webhook() -> Response:
+        request = blueprint.current_request
+        if not settings.webhook_secrets:
+            log.error("STRIPE_WEBHOOK_SECRET is not set; answering 503 so that Stripe retries")
+            return _json(
+                503,
+                {"error": "not_configured", "message": "The webhook has no signing secret yet."},
+            )
+        try:
+            header, entry = ingest(
+                request.raw_body or b"",
+                request.headers.get("stripe-signature"),
+                settings,
+                time.time(),
+            )
+        except Rejected as rejected:
+            log.warning("rejected (%s): %s", rejected.code, rejected.message)
+            return _json(rejected.status, {"error": rejected.code, "message": rejected.message})
+        target: Publisher = publisher()
+        try:
+            target.publish(entry)
+        except PublishFailed as failed:
+            log.error("event %s %s not published: %s", header.id, header.type, failed)
+            return _json(
+                503,
+                {
+                    "error": "publish_failed",
+                    "message": "The event could not be published now; Stripe will retry.",
+                },
+            )
+        log.info("published %s %s", header.type, header.id)
+        return _json(200, {"received": True, "id": header.id})
+
+    return blueprint

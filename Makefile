@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/chalice local --stage local --host 127.0.0.1 --port $(PORT)
+	$(BIN)/chalice local --stage local --host 127.0.0.1 --port $(PORT) --no-autoreload
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,8 +5,7 @@ Lambda handler `app.<function name>`: a function registered from elsewhere in a 
 would not be found when it runs in Lambda.
 """
 
-from chalice import Chalice
-from chalice.app import CloudWatchEvent
+from chalice.app import Chalice, CloudWatchEvent
 
 from chalicelib.resources import customers
 from chalicelib.stripe_events.core import StripeEvents

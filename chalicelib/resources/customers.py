@@ -36,8 +36,8 @@ def save_customer(event: stripe.Event, ctx: Context) -> None:
         customer["id"],
         {
             "id": customer["id"],
-            "email": customer.get("email"),
-            "name": customer.get("name"),
+            "email": customer["email"],
+            "name": customer["name"],
             "livemode": event.livemode,
             "deleted": False,
             "event_created": event.created,

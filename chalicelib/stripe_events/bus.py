@@ -21,7 +21,7 @@ from chalicelib.stripe_events.errors import PublishFailed
 from chalicelib.stripe_events.pattern import matches
 
 if TYPE_CHECKING:
-    from chalice import Chalice
+    from chalice.app import Chalice
 
 log = logging.getLogger("stripe_events.bus")
 

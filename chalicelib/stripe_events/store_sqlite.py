@@ -70,10 +70,13 @@ class SqliteStore(Store):
         with self._connect() as db:
             rows = db.execute(
                 "SELECT id, type, created, received_at FROM events "
-                "ORDER BY received_at DESC, id DESC LIMIT ?",
+                "ORDER BY received_at DESC, rowid DESC LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [LedgerEntry(*row, handlers=self.outcomes(row[0])) for row in rows]
+        return [
+            LedgerEntry(event_id, event_type, created, received_at, self.outcomes(event_id))
+            for event_id, event_type, created, received_at in rows
+        ]
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         with self._connect() as db:

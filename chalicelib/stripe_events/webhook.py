@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chalice import Blueprint, Response
+from chalice.app import Blueprint, Response
 
 from chalicelib.stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed, Rejected
@@ -19,9 +20,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("stripe_events.webhook")
 
 PATH = "/stripe/webhook"
-# Stripe sends application/json; the others are accepted so that a wrong content type
-# still gets our own JSON error rather than Chalice's bare 415.
-CONTENT_TYPES = ["application/json", "text/plain", "application/octet-stream"]
+# Stripe sends application/json. Any content type is let in so that a wrong one gets our
+# own JSON error (from the signature check) rather than Chalice's bare 415.
+CONTENT_TYPES = ["*/*"]
 
 
 def ingest(
@@ -41,11 +42,16 @@ def ingest(
     return header, to_entry(text, header, settings)
 
 
+def _as_bytes(raw: str | bytes | None) -> bytes:
+    # Chalice gives bytes; the str case only exists in its type hints.
+    return raw.encode() if isinstance(raw, str) else raw or b""
+
+
 def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 
-def webhook_blueprint(settings: Settings, publisher: Any) -> Blueprint:
+def webhook_blueprint(settings: Settings, publisher: Callable[[], Publisher]) -> Blueprint:
     """The blueprint; `publisher` is called for the Publisher when the first event comes."""
     blueprint = Blueprint(__name__)
 
@@ -60,7 +66,7 @@ def webhook_blueprint(settings: Settings, publisher: Any) -> Blueprint:
             )
         try:
             header, entry = ingest(
-                request.raw_body or b"",
+                _as_bytes(request.raw_body),
                 request.headers.get("stripe-signature"),
                 settings,
                 time.time(),
@@ -68,9 +74,8 @@ def webhook_blueprint(settings: Settings, publisher: Any) -> Blueprint:
         except Rejected as rejected:
             log.warning("rejected (%s): %s", rejected.code, rejected.message)
             return _json(rejected.status, {"error": rejected.code, "message": rejected.message})
-        target: Publisher = publisher()
         try:
-            target.publish(entry)
+            publisher().publish(entry)
         except PublishFailed as failed:
             log.error("event %s %s not published: %s", header.id, header.type, failed)
             return _json(

@@ -1,0 +1,122 @@
+"""The catalog, routers, their EventBridge patterns, and how app.py wires them."""
+
+from __future__ import annotations
+
+import pytest
+from chalice.app import CloudWatchEventConfig
+
+from chalicelib.stripe_events import catalog
+from chalicelib.stripe_events.cli import resource_routers
+from chalicelib.stripe_events.context import Context
+from chalicelib.stripe_events.router import Router
+from chalicelib.stripe_events.settings import Settings
+from tests.helpers import load_app, local_stage_env
+
+ISSUE_TYPES = [
+    "invoice.payment_failed",
+    "customer.subscription.updated",
+    "checkout.session.completed",
+    "charge.dispute.created",
+]
+
+
+def noop(event: object, ctx: Context) -> None:
+    """A handler that does nothing."""
+
+
+def test_the_catalog_is_stripes_own_list() -> None:
+    types = catalog.event_types()
+    assert len(types) > 200
+    assert set(ISSUE_TYPES) <= set(types)
+    assert list(types) == sorted(set(types))
+
+
+def test_types_are_grouped_by_resource() -> None:
+    groups = catalog.by_resource()
+    assert "customer.subscription.updated" in groups["customer.subscription"]
+    assert "customer.subscription.updated" not in groups["customer"]
+    assert "charge.dispute.created" in groups["charge.dispute"]
+    assert sum(len(v) for v in groups.values()) == len(catalog.event_types())
+
+
+def test_a_typo_fails_at_import_with_the_closest_names() -> None:
+    router = Router("invoices")
+    with pytest.raises(catalog.UnknownEventType) as caught:
+        router.on("invoice.payment_faild")
+    assert "invoice.payment_failed" in str(caught.value)
+
+
+def test_an_unknown_wildcard_suggests_a_real_one() -> None:
+    with pytest.raises(catalog.UnknownEventType) as caught:
+        Router("x").on("invoic.*")
+    assert "invoice.*" in str(caught.value)
+
+
+def test_wildcards_expand_to_catalog_types() -> None:
+    invoice_types = catalog.expand("invoice.*")
+    assert "invoice.payment_failed" in invoice_types
+    assert all(t.startswith("invoice.") for t in invoice_types)
+    assert "invoiceitem.created" not in invoice_types
+    assert "customer.subscription.updated" in catalog.expand("customer.*")
+    assert catalog.expand("*") == list(catalog.event_types())
+
+
+def test_handlers_for_matches_exact_names_and_wildcards() -> None:
+    router = Router("billing")
+    router.on("invoice.*")(noop)
+
+    def failed(event: object, ctx: Context) -> None:
+        """Another handler."""
+
+    router.on("invoice.payment_failed", "charge.failed")(failed)
+    assert [h.name for h in router.handlers_for("invoice.payment_failed")] == [
+        "billing.noop",
+        "billing.failed",
+    ]
+    assert [h.name for h in router.handlers_for("invoice.paid")] == ["billing.noop"]
+    assert [h.name for h in router.handlers_for("charge.failed")] == ["billing.failed"]
+    assert router.handlers_for("customer.created") == []
+
+
+def test_a_handler_registered_twice_is_an_error() -> None:
+    router = Router("r")
+    router.on("invoice.paid")(noop)
+    with pytest.raises(ValueError, match="registered twice"):
+        router.on("invoice.created")(noop)
+
+
+def test_the_pattern_matches_our_source_and_stripes_partner_source() -> None:
+    router = Router("billing")
+    router.on("invoice.*", "charge.failed")(noop)
+    pattern = router.pattern(Settings(stage="t", source="acme.stripe"))
+    assert pattern == {
+        "source": ["acme.stripe", {"prefix": "aws.partner/stripe.com/"}],
+        "detail-type": ["charge.failed", {"prefix": "invoice."}],
+    }
+    assert router.event_types() == sorted(["charge.failed", *catalog.expand("invoice.*")])
+
+
+def test_a_catch_all_router_does_not_filter_on_type() -> None:
+    router = Router("all")
+    router.on("*")(noop)
+    assert "detail-type" not in router.pattern(Settings(stage="t"))
+
+
+def test_a_router_without_handlers_has_no_pattern() -> None:
+    with pytest.raises(ValueError, match="no handlers"):
+        Router("empty").pattern(Settings(stage="t"))
+
+
+def test_app_declares_one_function_per_resource_module() -> None:
+    module = load_app(local_stage_env())
+    functions = {
+        source.name: source.event_pattern
+        for source in module.app.event_sources
+        if isinstance(source, CloudWatchEventConfig)
+    }
+    routers = resource_routers()
+    assert routers, "no resource module found"
+    assert functions == {r.name: r.pattern(module.events.settings) for r in routers}
+    for name in functions:
+        # Lambda function names are {app}-{stage}-{name}, 64 characters at most.
+        assert len(f"stripe-events-prod-{name}") <= 64

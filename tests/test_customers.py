@@ -1,0 +1,64 @@
+"""The customers module, called directly: no AWS, no Chalice."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import stripe
+
+from chalicelib.resources import customers
+from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.context import Context
+from chalicelib.stripe_events.store_sqlite import SqliteStore
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    return Context(store, logging.getLogger("test"), "customers.test")
+
+
+def event(event_type: str, created: int, **changes: Any) -> stripe.Event:
+    data = samples.sample_event(event_type, created=created, changes=changes)
+    return stripe.Event.construct_from(data, None)
+
+
+def handle(e: stripe.Event, ctx: Context) -> None:
+    for handler in customers.router.handlers_for(e.type):
+        handler.func(e, ctx)
+
+
+def test_the_module_handles_the_customer_lifecycle() -> None:
+    assert customers.router.event_types() == [
+        "customer.created",
+        "customer.deleted",
+        "customer.updated",
+    ]
+
+
+def test_created_then_updated_keeps_the_latest_record(ctx: Context) -> None:
+    handle(event("customer.created", 100, id="cus_A", email="a@example.com"), ctx)
+    handle(event("customer.updated", 200, id="cus_A", email="new@example.com", name="Ada"), ctx)
+    stored = ctx.store.get("customers", "cus_A")
+    assert stored is not None
+    assert (stored["email"], stored["name"], stored["deleted"]) == ("new@example.com", "Ada", False)
+
+
+def test_an_older_update_arriving_late_is_ignored(ctx: Context) -> None:
+    handle(event("customer.updated", 200, id="cus_A", email="new@example.com"), ctx)
+    handle(event("customer.created", 100, id="cus_A", email="old@example.com"), ctx)
+    stored = ctx.store.get("customers", "cus_A")
+    assert stored is not None and stored["email"] == "new@example.com"
+
+
+def test_a_deletion_is_final(ctx: Context) -> None:
+    handle(event("customer.created", 100, id="cus_A"), ctx)
+    handle(event("customer.deleted", 200, id="cus_A"), ctx)
+    handle(event("customer.updated", 300, id="cus_A", email="zombie@example.com"), ctx)
+    stored = ctx.store.get("customers", "cus_A")
+    assert stored is not None
+    assert stored["deleted"] is True
+    assert "email" not in stored

@@ -1,0 +1,74 @@
+"""Stage `local`: the webhook publishes to the in-process bus, which runs the functions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from chalice.test import Client
+
+from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.bus import LocalBus
+from chalicelib.stripe_events.envelope import parse_event, to_entry
+from tests.helpers import ROOT, load_app, local_stage_env, signed_headers
+
+
+@pytest.fixture
+def local_app(tmp_path: Path) -> ModuleType:
+    return load_app({**local_stage_env(), "STRIPE_EVENTS_STATE_DIR": str(tmp_path)})
+
+
+def post(module: ModuleType, event: dict[str, object]) -> int:
+    body = samples.encode(event)
+    client = Client(module.app, stage_name="local", project_dir=str(ROOT))
+    headers = signed_headers(body, module.events.settings.webhook_secrets[0])
+    status: int = client.http.post("/stripe/webhook", headers=headers, body=body).status_code
+    return status
+
+
+def test_an_event_reaches_its_resource_function(local_app: ModuleType) -> None:
+    event = samples.sample_event("customer.created", changes={"id": "cus_LOCAL"})
+    assert post(local_app, event) == 200
+    store = local_app.events.store
+    assert store.get("customers", "cus_LOCAL")["id"] == "cus_LOCAL"
+    [entry] = store.recent(5)
+    assert entry.id == event["id"]
+    assert {n: o.status for n, o in entry.handlers.items()} == {"customers.save_customer": "ok"}
+
+
+def test_an_event_no_function_subscribes_to_is_accepted_and_goes_nowhere(
+    local_app: ModuleType,
+) -> None:
+    assert post(local_app, samples.sample_event("invoice.paid")) == 200
+    assert local_app.events.store.recent(5) == []
+
+
+def test_a_handler_failure_does_not_change_the_answer_but_is_recorded(
+    local_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    router = local_app.customers.router
+    handlers = list(router.handlers)
+    index = next(i for i, h in enumerate(handlers) if h.name == "customers.save_customer")
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("boom")
+
+    handlers[index] = replace(handlers[index], func=broken)
+    monkeypatch.setattr(router, "handlers", handlers)
+    event = samples.sample_event("customer.updated")
+    assert post(local_app, event) == 200
+    outcome = local_app.events.store.outcomes(event["id"])["customers.save_customer"]
+    assert (outcome.status, outcome.error) == ("error", "RuntimeError: boom")
+
+
+def test_events_from_stripes_partner_source_take_the_same_path(local_app: ModuleType) -> None:
+    event = samples.sample_event("customer.created", changes={"id": "cus_PARTNER"})
+    text = json.dumps(event)
+    settings = local_app.events.settings
+    entry = to_entry(text, parse_event(text, None), settings)
+    entry["Source"] = "aws.partner/stripe.com/ed_61Abc"
+    LocalBus(lambda: local_app.app, "us-east-1").publish(entry)
+    assert local_app.events.store.get("customers", "cus_PARTNER") is not None

@@ -12,6 +12,7 @@ from chalice.test import Client
 
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.bus import LocalBus
+from chalicelib.stripe_events.cli import resource_routers
 from chalicelib.stripe_events.envelope import parse_event, to_entry
 from tests.helpers import ROOT, load_app, local_stage_env, signed_headers
 
@@ -37,6 +38,16 @@ def test_an_event_reaches_its_resource_function(local_app: ModuleType) -> None:
     [entry] = store.recent(5)
     assert entry.id == event["id"]
     assert {n: o.status for n, o in entry.handlers.items()} == {"customers.save_customer": "ok"}
+
+
+def test_every_type_the_app_handles_is_sent_and_handled(local_app: ModuleType) -> None:
+    for router in resource_routers():
+        for event_type in router.event_types():
+            event = samples.sample_event(event_type)
+            assert post(local_app, event) == 200, event_type
+            outcomes = local_app.events.store.outcomes(event["id"])
+            assert outcomes, event_type
+            assert {o.status for o in outcomes.values()} == {"ok"}, event_type
 
 
 def test_an_event_no_function_subscribes_to_is_accepted_and_goes_nowhere(

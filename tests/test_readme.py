@@ -1,0 +1,51 @@
+"""The README's commands run as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import boto3
+from click.testing import CliRunner
+
+from chalicelib.stripe_events.cli import main
+from tests.helpers import ROOT
+
+README = (ROOT / "README.md").read_text()
+CLI = ".venv/bin/stripe-events"
+
+
+def cli_lines() -> list[list[str]]:
+    blocks = re.findall(r"```sh\n(.*?)```", README, flags=re.S)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    return [shlex.split(line)[1:] for line in lines if line.startswith(CLI)]
+
+
+def test_the_readme_shows_the_cli_and_make_targets_that_exist() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for target in re.findall(r"^make (\w+)", README, flags=re.M):
+        assert re.search(rf"^{target}:", makefile, flags=re.M), target
+    assert {args[0] for args in cli_lines()} == {"send", "catalog", "enabled-events", "ledger"}
+
+
+def test_every_readme_cli_command_runs(tmp_path: Path) -> None:
+    runner = CliRunner(env={"STRIPE_EVENTS_STATE_DIR": str(tmp_path)})
+    for args in cli_lines():
+        if args[0] == "send":
+            continue  # needs `make run`: tests/test_smoke.py sends through the real server
+        result = runner.invoke(main, args)
+        assert result.exit_code == 0, (args, result.output)
+
+
+def test_the_deploy_steps_table_command_creates_the_table(moto_url: str) -> None:
+    [command] = re.findall(r"`(\.venv/bin/python -c .*create_table.*)`", README)
+    subprocess.run(shlex.split(command), cwd=ROOT, env=dict(os.environ), check=True, timeout=60)
+    table = boto3.client("dynamodb").describe_table(TableName="stripe-events-dev")["Table"]
+    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {
+        "pk": "HASH",
+        "sk": "RANGE",
+    }
+    boto3.client("dynamodb").delete_table(TableName="stripe-events-dev")

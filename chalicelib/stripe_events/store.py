@@ -30,7 +30,7 @@ class Store(ABC):
 
     @abstractmethod
     def recent(self, limit: int) -> list[LedgerEntry]:
-        """The most recently received events, newest first."""
+        """The most recently received events, newest first; ties by event id, descending."""
 
     @abstractmethod
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
@@ -39,6 +39,13 @@ class Store(ABC):
     @abstractmethod
     def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
         """Create or replace one projected item."""
+
+
+def check_collection(name: str) -> str:
+    """Collection names are plain words: the DynamoDB key is `<collection>#<key>`."""
+    if not name or "#" in name:
+        raise ValueError(f"a collection name must be non-empty and without '#': {name!r}")
+    return name
 
 
 def open_store(settings: Settings) -> Store:

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.store import Store
+from chalicelib.stripe_events.store import Store, check_collection
 
 EVENT_SK = "event"
 HANDLER_PREFIX = "handler#"
@@ -22,6 +22,10 @@ HANDLER_PREFIX = "handler#"
 
 def _event_pk(event_id: str) -> dict[str, str]:
     return {"S": f"event#{event_id}"}
+
+
+def _item_pk(collection: str, key: str) -> dict[str, str]:
+    return {"S": f"{check_collection(collection)}#{key}"}
 
 
 def _outcome(item: dict[str, Any]) -> Outcome:
@@ -92,7 +96,7 @@ class DynamoStore(Store):
         items = [item for page in pages for item in page["Items"]]
         items.sort(key=lambda i: (i["received_at"]["S"], i["pk"]["S"]), reverse=True)
         entries = []
-        for item in items[:limit]:
+        for item in items[: max(limit, 0)]:
             event_id = item["pk"]["S"].removeprefix("event#")
             entries.append(
                 LedgerEntry(
@@ -108,7 +112,7 @@ class DynamoStore(Store):
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         response = self.client.get_item(
             TableName=self.table,
-            Key={"pk": {"S": f"{collection}#{key}"}, "sk": {"S": "item"}},
+            Key={"pk": _item_pk(collection, key), "sk": {"S": "item"}},
             ConsistentRead=True,
         )
         item = response.get("Item")
@@ -118,7 +122,7 @@ class DynamoStore(Store):
         self.client.put_item(
             TableName=self.table,
             Item={
-                "pk": {"S": f"{collection}#{key}"},
+                "pk": _item_pk(collection, key),
                 "sk": {"S": "item"},
                 "body": {"S": json.dumps(item, sort_keys=True)},
             },

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.store import Store
+from chalicelib.stripe_events.store import Store, check_collection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -70,7 +70,7 @@ class SqliteStore(Store):
         with self._connect() as db:
             rows = db.execute(
                 "SELECT id, type, created, received_at FROM events "
-                "ORDER BY received_at DESC, rowid DESC LIMIT ?",
+                "ORDER BY received_at DESC, id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         return [
@@ -81,7 +81,8 @@ class SqliteStore(Store):
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         with self._connect() as db:
             row = db.execute(
-                "SELECT body FROM items WHERE collection = ? AND key = ?", (collection, key)
+                "SELECT body FROM items WHERE collection = ? AND key = ?",
+                (check_collection(collection), key),
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
@@ -89,5 +90,5 @@ class SqliteStore(Store):
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
-                (collection, key, json.dumps(item, sort_keys=True)),
+                (check_collection(collection), key, json.dumps(item, sort_keys=True)),
             )

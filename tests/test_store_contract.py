@@ -1,0 +1,180 @@
+"""One contract, two stores: SQLite (stage `local`) and DynamoDB (on moto) must behave alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
+from chalicelib.stripe_events.settings import Settings, SettingsError
+from chalicelib.stripe_events.store import Store, open_store
+from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
+from chalicelib.stripe_events.store_sqlite import SqliteStore
+from tests.conftest import REGION
+from tests.sqs_poller import unique
+
+T1 = "2026-03-01T10:00:00.000+00:00"
+T2 = "2026-03-01T10:00:01.000+00:00"
+T3 = "2026-03-01T10:00:02.000+00:00"
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        yield SqliteStore(tmp_path / "state" / "stripe-events.sqlite3")
+        return
+    request.getfixturevalue("moto_url")
+    # A table per test: recent() scans the whole table, so tests must not share one.
+    table = unique("store-contract")
+    create_table(table, REGION)
+    yield DynamoStore(table, REGION)
+    boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)
+
+
+def _ids(entries: list[LedgerEntry]) -> list[str]:
+    return [entry.id for entry in entries]
+
+
+def test_record_received_keeps_the_first_receipt(store: Store) -> None:
+    store.record_received("evt_1", "customer.created", 1_700_000_000, T1)
+    store.record_received("evt_1", "customer.updated", 1_700_000_999, T2)
+
+    assert store.recent(10) == [LedgerEntry("evt_1", "customer.created", 1_700_000_000, T1, {})]
+
+
+def test_record_outcome_replaces_the_previous_one(store: Store) -> None:
+    store.record_received("evt_1", "invoice.paid", 1_700_000_000, T1)
+    store.record_outcome("evt_1", "invoices.mark_paid", Outcome("error", 1, T1, "KeyError: 'x'"))
+    store.record_outcome("evt_1", "invoices.notify", Outcome("ok", 1, T1))
+
+    store.record_outcome("evt_1", "invoices.mark_paid", Outcome("ok", 2, T2))
+
+    # The error of the failed attempt must not linger on the successful one.
+    assert store.outcomes("evt_1") == {
+        "invoices.mark_paid": Outcome("ok", 2, T2, None),
+        "invoices.notify": Outcome("ok", 1, T1, None),
+    }
+
+
+def test_outcomes_belong_to_their_event_only(store: Store) -> None:
+    store.record_outcome("evt_1", "customers.save_customer", Outcome("ok", 1, T1))
+    store.record_outcome("evt_10", "customers.save_customer", Outcome("error", 3, T2, "boom"))
+
+    assert store.outcomes("evt_1") == {"customers.save_customer": Outcome("ok", 1, T1)}
+    assert store.outcomes("evt_10") == {
+        "customers.save_customer": Outcome("error", 3, T2, "boom"),
+    }
+    assert store.outcomes("evt_unknown") == {}
+
+
+def test_recent_is_newest_first_with_each_events_handlers(store: Store) -> None:
+    store.record_received("evt_b", "invoice.paid", 20, T2)
+    store.record_received("evt_a", "customer.created", 10, T1)
+    store.record_received("evt_c", "charge.refunded", 30, T3)
+    store.record_outcome("evt_b", "invoices.mark_paid", Outcome("error", 1, T2, "Timeout"))
+    store.record_outcome("evt_c", "charges.refund", Outcome("ok", 1, T3))
+    # Projection items share the DynamoDB table with the ledger; they are not events.
+    store.put("customers", "cus_1", {"id": "cus_1"})
+
+    assert store.recent(2) == [
+        LedgerEntry("evt_c", "charge.refunded", 30, T3, {"charges.refund": Outcome("ok", 1, T3)}),
+        LedgerEntry(
+            "evt_b",
+            "invoice.paid",
+            20,
+            T2,
+            {"invoices.mark_paid": Outcome("error", 1, T2, "Timeout")},
+        ),
+    ]
+    assert _ids(store.recent(10)) == ["evt_c", "evt_b", "evt_a"]
+    assert store.recent(0) == []
+
+
+def test_recent_breaks_ties_by_event_id(store: Store) -> None:
+    # DynamoDB keeps no arrival order, so both stores break ties the same way: by id.
+    for event_id in ("evt_2", "evt_3", "evt_1"):
+        store.record_received(event_id, "customer.updated", 1, T1)
+
+    assert _ids(store.recent(10)) == ["evt_3", "evt_2", "evt_1"]
+
+
+ITEM: dict[str, Any] = {
+    "id": "cus_Zoë",
+    "name": "Zoë Ünïcødé 🦄 客户",
+    "quote": 'she said "hi"\n\tand left \\ ',
+    "nested": {"list": [1, 2.5, None, True, False, {"deep": ["a", {"deeper": []}]}], "empty": {}},
+    "big": 2**53 + 1,
+    "negative": -0.125,
+}
+
+
+def test_put_then_get_round_trips_json(store: Store) -> None:
+    store.put("customers", "cus_Zoë", ITEM)
+
+    assert store.get("customers", "cus_Zoë") == ITEM
+
+
+def test_put_replaces_the_whole_item(store: Store) -> None:
+    store.put("customers", "cus_1", {"id": "cus_1", "email": "a@example.com", "name": "A"})
+    store.put("customers", "cus_1", {"id": "cus_1", "deleted": True})
+
+    assert store.get("customers", "cus_1") == {"id": "cus_1", "deleted": True}
+
+
+def test_get_missing_is_none(store: Store) -> None:
+    store.put("customers", "cus_1", {"id": "cus_1"})
+
+    assert store.get("customers", "cus_2") is None
+    assert store.get("subscriptions", "cus_1") is None
+
+
+def test_collection_and_key_cannot_collide(store: Store) -> None:
+    # DynamoStore keys items by f"{collection}#{key}": a '#' in the collection is refused.
+    with pytest.raises(ValueError, match="without '#'"):
+        store.put("a#b", "c", {})
+    with pytest.raises(ValueError, match="without '#'"):
+        store.get("a#b", "c")
+    store.put("a", "b#c", {"which": "second"})
+    store.put("a", "b", {"which": "first"})
+
+    assert store.get("a", "b#c") == {"which": "second"}
+
+
+def test_open_store_uses_sqlite_on_the_local_bus(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {"STRIPE_EVENTS_BUS": "local", "STRIPE_EVENTS_STATE_DIR": str(tmp_path / "state")}
+    )
+
+    store = open_store(settings)
+
+    assert isinstance(store, SqliteStore)
+    assert store.path == tmp_path / "state" / "stripe-events.sqlite3"
+    assert store.path.is_file()
+
+
+@pytest.mark.parametrize("table", ["", "   "])
+def test_open_store_without_a_table_says_what_to_set(table: str) -> None:
+    settings = Settings.from_env({"STRIPE_EVENTS_BUS": "default", "STRIPE_EVENTS_TABLE": table})
+
+    with pytest.raises(SettingsError) as raised:
+        open_store(settings)
+
+    message = str(raised.value)
+    assert "STRIPE_EVENTS_TABLE is not set" in message
+    assert "STRIPE_EVENTS_BUS=local" in message
+
+
+def test_open_store_uses_dynamodb_on_aws(moto_url: str) -> None:
+    settings = Settings.from_env(
+        {"STRIPE_EVENTS_BUS": "default", "STRIPE_EVENTS_TABLE": "ledger", "AWS_REGION": "eu-west-1"}
+    )
+
+    store = open_store(settings)
+
+    assert isinstance(store, DynamoStore)
+    assert store.table == "ledger"
+    assert store.client.meta.region_name == "eu-west-1"

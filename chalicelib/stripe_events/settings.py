@@ -54,6 +54,13 @@ class Settings:
     table: str = ""
     state_dir: Path = Path(".state")
     region: str = "us-east-1"
+    # Entries larger than this are published as a reference; the full body is kept aside.
+    max_entry_bytes: int = 256 * 1024
+    bucket: str = ""
+    # Stripe retries for 3 days and lists 30 days of events: keep "done" records longer.
+    idempotency_days: int = 35
+    # Optional: lets modules re-fetch objects, and backfill read the Events API.
+    api_key: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +77,10 @@ class Settings:
             table=env.get("STRIPE_EVENTS_TABLE", "").strip(),
             state_dir=Path(env.get("STRIPE_EVENTS_STATE_DIR", "").strip() or ".state"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+            max_entry_bytes=_int(env, "STRIPE_EVENTS_MAX_ENTRY_BYTES", 256 * 1024, minimum=1024),
+            bucket=env.get("STRIPE_EVENTS_BUCKET", "").strip(),
+            idempotency_days=_int(env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", 35, minimum=35),
+            api_key=env.get("STRIPE_API_KEY", "").strip(),
         )
 
     @property
@@ -80,5 +91,6 @@ class Settings:
         # Secrets never reach logs, not even through a repr in a traceback.
         return (
             f"Settings(stage={self.stage!r}, secrets={len(self.webhook_secrets)}, "
-            f"bus={self.bus!r}, source={self.source!r}, table={self.table!r})"
+            f"bus={self.bus!r}, source={self.source!r}, table={self.table!r}, "
+            f"bucket={self.bucket!r}, api_key={'set' if self.api_key else 'unset'})"
         )

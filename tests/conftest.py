@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import patched_environ
+from chalicelib.stripe_events.stages import patched_environ
 
 REGION = "us-east-1"
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import stripe
 
-from chalicelib.stripe_events.stages import stage_environment
+from chalicelib.stripe_events.dispatch import Dispatcher
+from chalicelib.stripe_events.idempotency_sqlite import SqlitePersistenceLayer
+from chalicelib.stripe_events.payloads import LocalPayloadStore
+from chalicelib.stripe_events.stages import import_app, stage_environment
+from chalicelib.stripe_events.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_test_secret_one"
@@ -25,24 +24,9 @@ def local_stage_env() -> dict[str, str]:
     return stage_environment("local")
 
 
-@contextmanager
-def patched_environ(values: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 def load_app(env: dict[str, str]) -> ModuleType:
     """Import a fresh app.py with `env` in the environment (settings are read at import)."""
-    with patched_environ(env):
-        sys.modules.pop("app", None)
-        if str(ROOT) not in sys.path:
-            sys.path.insert(0, str(ROOT))
-        return importlib.import_module("app")
+    return import_app(env)
 
 
 def sign(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
@@ -54,3 +38,12 @@ def sign(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> str
 
 def signed_headers(body: bytes, secret: str = SECRET, **kwargs: Any) -> dict[str, str]:
     return {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, **kwargs)}
+
+
+def local_dispatcher(store: Store, state_dir: Path) -> Dispatcher:
+    """A dispatcher on SQLite and local files, as stage `local` builds it."""
+    return Dispatcher(
+        store,
+        SqlitePersistenceLayer(state_dir / "idempotency.sqlite3"),
+        lambda: LocalPayloadStore(state_dir / "bodies"),
+    )

@@ -15,9 +15,8 @@ from click.testing import CliRunner
 
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.cli import main, resource_routers
-from chalicelib.stripe_events.dispatch import dispatch
 from chalicelib.stripe_events.store_sqlite import SqliteStore
-from tests.helpers import local_stage_env
+from tests.helpers import local_dispatcher, local_stage_env
 
 
 @pytest.fixture
@@ -54,8 +53,9 @@ def test_ledger_json_lists_events_with_handler_statuses(runner: CliRunner, tmp_p
     store = SqliteStore(tmp_path / "stripe-events.sqlite3")
     [router] = [r for r in resource_routers() if r.name == "customers"]
     events = [samples.sample_event("customer.created") for _ in range(3)]
+    dispatcher = local_dispatcher(store, tmp_path)
     for event in events:
-        dispatch(router, event, store)
+        dispatcher.dispatch(router, event)
     result = runner.invoke(main, ["ledger", "--json", "--limit", "2"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)

@@ -10,9 +10,10 @@ import stripe
 
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.dispatch import HandlerFailed, dispatch
+from chalicelib.stripe_events.dispatch import Dispatcher, HandlerFailed
 from chalicelib.stripe_events.router import Router
 from chalicelib.stripe_events.store_sqlite import SqliteStore
+from tests.helpers import local_dispatcher
 
 
 class Flaky:
@@ -33,6 +34,11 @@ def store(tmp_path: Path) -> SqliteStore:
     return SqliteStore(tmp_path / "ledger.sqlite3")
 
 
+@pytest.fixture
+def dispatcher(store: SqliteStore, tmp_path: Path) -> Dispatcher:
+    return local_dispatcher(store, tmp_path)
+
+
 def make_router() -> tuple[Router, Flaky, Flaky]:
     router = Router("billing")
     first, second = Flaky(), Flaky()
@@ -43,16 +49,18 @@ def make_router() -> tuple[Router, Flaky, Flaky]:
     return router, first, second
 
 
-def test_matching_handlers_run_once_and_are_recorded(store: SqliteStore) -> None:
+def test_matching_handlers_run_once_and_are_recorded(
+    store: SqliteStore, dispatcher: Dispatcher
+) -> None:
     router, first, second = make_router()
     event = samples.sample_event("invoice.paid")
-    outcomes = dispatch(router, event, store)
+    outcomes = dispatcher.dispatch(router, event)
     assert {n: o.status for n, o in outcomes.items()} == {
         "billing.first": "ok",
         "billing.second": "ok",
     }
-    dispatch(router, event, store)  # delivered again
-    dispatch(router, json.dumps(event), store)  # and again, as a JSON string
+    dispatcher.dispatch(router, event)  # delivered again
+    dispatcher.dispatch(router, json.dumps(event))  # and again, as a JSON string
     assert first.runs == second.runs == [event["id"]]
     [entry] = store.recent(10)
     assert (entry.id, entry.type, entry.created) == (event["id"], "invoice.paid", event["created"])
@@ -62,43 +70,46 @@ def test_matching_handlers_run_once_and_are_recorded(store: SqliteStore) -> None
     }
 
 
-def test_only_matching_handlers_run(store: SqliteStore) -> None:
+def test_only_matching_handlers_run(store: SqliteStore, dispatcher: Dispatcher) -> None:
     router, first, second = make_router()
-    dispatch(router, samples.sample_event("invoice.created"), store)
+    dispatcher.dispatch(router, samples.sample_event("invoice.created"))
     assert (len(first.runs), len(second.runs)) == (0, 1)
-    assert dispatch(router, samples.sample_event("customer.created"), store) == {}
+    assert dispatcher.dispatch(router, samples.sample_event("customer.created")) == {}
 
 
-def test_a_failure_is_recorded_raised_and_retried_alone(store: SqliteStore) -> None:
+def test_a_failure_is_recorded_raised_and_retried_alone(
+    store: SqliteStore, dispatcher: Dispatcher
+) -> None:
     router, first, second = make_router()
     first.failing = True
     event = samples.sample_event("invoice.paid")
     with pytest.raises(HandlerFailed) as caught:
-        dispatch(router, event, store)
+        dispatcher.dispatch(router, event)
     assert caught.value.errors == {"billing.first": "RuntimeError: the warehouse is down"}
     assert len(second.runs) == 1  # the other handler still ran
     failed = store.outcomes(event["id"])["billing.first"]
-    assert (failed.status, failed.attempts, failed.error) == (
+    assert (failed.status, failed.attempts, failed.error_type, failed.error) == (
         "error",
         1,
-        "RuntimeError: the warehouse is down",
+        "RuntimeError",
+        "the warehouse is down",
     )
     with pytest.raises(HandlerFailed):
-        dispatch(router, event, store)  # Lambda's retry
+        dispatcher.dispatch(router, event)  # Lambda's retry
     assert store.outcomes(event["id"])["billing.first"].attempts == 2
     first.failing = False
-    dispatch(router, event, store)
+    dispatcher.dispatch(router, event)
     outcomes = store.outcomes(event["id"])
     assert (outcomes["billing.first"].status, outcomes["billing.first"].attempts) == ("ok", 3)
     assert len(first.runs) == 3
     assert len(second.runs) == 1  # never again once it succeeded
 
 
-def test_the_handler_gets_a_typed_stripe_event(store: SqliteStore) -> None:
+def test_the_handler_gets_a_typed_stripe_event(store: SqliteStore, dispatcher: Dispatcher) -> None:
     seen: list[stripe.Event] = []
     router = Router("types")
     router.on("customer.created")(lambda event, ctx: seen.append(event))
-    dispatch(router, samples.sample_event("customer.created"), store)
+    dispatcher.dispatch(router, samples.sample_event("customer.created"))
     [event] = seen
     assert isinstance(event, stripe.Event)
     assert isinstance(event.data.object, stripe.Customer)

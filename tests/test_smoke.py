@@ -61,8 +61,14 @@ def test_make_run_serves_the_webhook_and_runs_the_functions(tmp_path: Path) -> N
         ledger = cli("ledger", "--json", env=env)
         assert ledger.returncode == 0, ledger.stderr
         rows = json.loads(ledger.stdout)
-        assert [row["type"] for row in rows] == ["customer.updated", "customer.created"]
-        assert all(row["handlers"] == {"customers.save_customer": "ok"} for row in rows)
+        assert [row["type"] for row in rows] == [
+            "invoice.paid",
+            "customer.updated",
+            "customer.created",
+        ]
+        # Published and not received: no function subscribes to invoice.paid.
+        assert (rows[0]["handlers"], rows[0]["received_at"]) == ({}, None)
+        assert all(row["handlers"] == {"customers.save_customer": "ok"} for row in rows[1:])
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         output, _ = server.communicate(timeout=30)

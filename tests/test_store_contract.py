@@ -40,64 +40,90 @@ def _ids(entries: list[LedgerEntry]) -> list[str]:
 
 
 def test_record_received_keeps_the_first_receipt(store: Store) -> None:
-    store.record_received("evt_1", "customer.created", 1_700_000_000, T1)
-    store.record_received("evt_1", "customer.updated", 1_700_000_999, T2)
+    store.record_received("evt_1", "customer.created", 1_700_000_000, T1, '{"a": 1}')
+    store.record_received("evt_1", "customer.created", 1_700_000_000, T2, '{"a": 2}')
 
-    assert store.recent(10) == [LedgerEntry("evt_1", "customer.created", 1_700_000_000, T1, {})]
+    assert store.recent(10) == [
+        LedgerEntry("evt_1", "customer.created", 1_700_000_000, None, T1, '{"a": 1}', {})
+    ]
+
+
+def test_published_then_received_is_one_event(store: Store) -> None:
+    assert not store.seen("evt_1")
+    store.record_published("evt_1", "invoice.paid", 5, T1)
+    assert store.seen("evt_1")
+    store.record_published("evt_1", "invoice.paid", 5, T3)  # a second publish keeps the first
+    store.record_received("evt_1", "invoice.paid", 5, T2, "{}")
+
+    assert store.event("evt_1") == LedgerEntry("evt_1", "invoice.paid", 5, T1, T2, "{}", {})
+    assert store.event("evt_2") is None
 
 
 def test_record_outcome_replaces_the_previous_one(store: Store) -> None:
-    store.record_received("evt_1", "invoice.paid", 1_700_000_000, T1)
-    store.record_outcome("evt_1", "invoices.mark_paid", Outcome("error", 1, T1, "KeyError: 'x'"))
+    store.record_received("evt_1", "invoice.paid", 1_700_000_000, T1, "{}")
+    failed = Outcome("error", 1, T1, "KeyError", "'x'")
+    store.record_outcome("evt_1", "invoices.mark_paid", failed)
     store.record_outcome("evt_1", "invoices.notify", Outcome("ok", 1, T1))
 
     store.record_outcome("evt_1", "invoices.mark_paid", Outcome("ok", 2, T2))
 
     # The error of the failed attempt must not linger on the successful one.
     assert store.outcomes("evt_1") == {
-        "invoices.mark_paid": Outcome("ok", 2, T2, None),
-        "invoices.notify": Outcome("ok", 1, T1, None),
+        "invoices.mark_paid": Outcome("ok", 2, T2, None, None),
+        "invoices.notify": Outcome("ok", 1, T1, None, None),
     }
 
 
 def test_outcomes_belong_to_their_event_only(store: Store) -> None:
     store.record_outcome("evt_1", "customers.save_customer", Outcome("ok", 1, T1))
-    store.record_outcome("evt_10", "customers.save_customer", Outcome("error", 3, T2, "boom"))
+    boom = Outcome("error", 3, T2, "RuntimeError", "boom")
+    store.record_outcome("evt_10", "customers.save_customer", boom)
 
     assert store.outcomes("evt_1") == {"customers.save_customer": Outcome("ok", 1, T1)}
-    assert store.outcomes("evt_10") == {
-        "customers.save_customer": Outcome("error", 3, T2, "boom"),
-    }
+    assert store.outcomes("evt_10") == {"customers.save_customer": boom}
     assert store.outcomes("evt_unknown") == {}
 
 
 def test_recent_is_newest_first_with_each_events_handlers(store: Store) -> None:
-    store.record_received("evt_b", "invoice.paid", 20, T2)
-    store.record_received("evt_a", "customer.created", 10, T1)
-    store.record_received("evt_c", "charge.refunded", 30, T3)
-    store.record_outcome("evt_b", "invoices.mark_paid", Outcome("error", 1, T2, "Timeout"))
+    store.record_received("evt_b", "invoice.paid", 20, T2, "b")
+    store.record_received("evt_a", "customer.created", 10, T1, "a")
+    store.record_published("evt_c", "charge.refunded", 30, T3)
+    timeout = Outcome("error", 1, T2, "TimeoutError", "slow")
+    store.record_outcome("evt_b", "invoices.mark_paid", timeout)
     store.record_outcome("evt_c", "charges.refund", Outcome("ok", 1, T3))
     # Projection items share the DynamoDB table with the ledger; they are not events.
     store.put("customers", "cus_1", {"id": "cus_1"})
 
     assert store.recent(2) == [
-        LedgerEntry("evt_c", "charge.refunded", 30, T3, {"charges.refund": Outcome("ok", 1, T3)}),
         LedgerEntry(
-            "evt_b",
-            "invoice.paid",
-            20,
-            T2,
-            {"invoices.mark_paid": Outcome("error", 1, T2, "Timeout")},
+            "evt_c", "charge.refunded", 30, T3, None, None, {"charges.refund": Outcome("ok", 1, T3)}
         ),
+        LedgerEntry("evt_b", "invoice.paid", 20, None, T2, "b", {"invoices.mark_paid": timeout}),
     ]
     assert _ids(store.recent(10)) == ["evt_c", "evt_b", "evt_a"]
+    assert _ids(store.recent(10, since=T2)) == ["evt_c", "evt_b"]
     assert store.recent(0) == []
+
+
+def test_failures_are_events_whose_latest_outcome_is_an_error(store: Store) -> None:
+    for event_id, at in (("evt_a", T1), ("evt_b", T2), ("evt_c", T3)):
+        store.record_received(event_id, "invoice.paid", 1, at, "{}")
+    store.record_outcome("evt_a", "invoices.x", Outcome("error", 1, T1, "E", "a"))
+    store.record_outcome("evt_b", "invoices.x", Outcome("error", 1, T2, "E", "b"))
+    store.record_outcome("evt_b", "invoices.y", Outcome("ok", 1, T2))
+    store.record_outcome("evt_c", "invoices.x", Outcome("error", 1, T3, "E", "c"))
+    store.record_outcome("evt_c", "invoices.x", Outcome("ok", 2, T3))  # recovered
+
+    failing = store.failures()
+    assert _ids(failing) == ["evt_b", "evt_a"]
+    assert failing[0].failing == {"invoices.x": Outcome("error", 1, T2, "E", "b")}
+    assert _ids(store.failures(since=T2)) == ["evt_b"]
 
 
 def test_recent_breaks_ties_by_event_id(store: Store) -> None:
     # DynamoDB keeps no arrival order, so both stores break ties the same way: by id.
     for event_id in ("evt_2", "evt_3", "evt_1"):
-        store.record_received(event_id, "customer.updated", 1, T1)
+        store.record_received(event_id, "customer.updated", 1, T1, "{}")
 
     assert _ids(store.recent(10)) == ["evt_3", "evt_2", "evt_1"]
 

@@ -1,4 +1,4 @@
-"""The `stripe-events` command: send test events, read the catalog and the ledger."""
+"""The `stripe-events` command: send test events, read the catalog and the ledger, replay."""
 
 from __future__ import annotations
 
@@ -9,16 +9,24 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import click
+from click.decorators import FC
 
 from chalicelib.stripe_events import catalog, samples
+from chalicelib.stripe_events.durations import parse_since
+from chalicelib.stripe_events.envelope import parse_event, to_entry
+from chalicelib.stripe_events.errors import PublishFailed
+from chalicelib.stripe_events.ledger import LedgerEntry
 from chalicelib.stripe_events.router import Router
 from chalicelib.stripe_events.settings import SettingsError
 from chalicelib.stripe_events.signature import expected_signature
-from chalicelib.stripe_events.stages import stage_settings
-from chalicelib.stripe_events.store import open_store
+from chalicelib.stripe_events.stages import load_events
+
+if TYPE_CHECKING:
+    from chalicelib.stripe_events.core import StripeEvents
 
 DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
 RESOURCES_PACKAGE = "chalicelib.resources"
@@ -44,9 +52,29 @@ def subscribers(routers: Iterable[Router]) -> dict[str, list[str]]:
     return result
 
 
+def stage_events(stage: str) -> StripeEvents:
+    try:
+        return load_events(stage)
+    except SettingsError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def since_option(help_text: str) -> Callable[[FC], FC]:
+    return click.option("--since", default=None, metavar="2h|3d|ISO", help=help_text)
+
+
 stage_option = click.option(
     "--stage", default="local", show_default=True, help="Stage in .chalice/config.json."
 )
+
+
+def iso_since(since: str | None) -> str:
+    if since is None:
+        return ""
+    try:
+        return parse_since(since).isoformat()
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,11 +90,11 @@ def send(event_type: str, url: str, stage: str) -> None:
     """Sign a realistic EVENT_TYPE event with the stage's secret and POST it to the webhook."""
     try:
         catalog.expand(event_type)
-        settings = stage_settings(stage)
-    except (catalog.UnknownEventType, SettingsError) as error:
+    except catalog.UnknownEventType as error:
         raise click.UsageError(str(error)) from None
     if "*" in event_type:
         raise click.UsageError("send takes one event type, not a pattern")
+    settings = stage_events(stage).settings
     if not settings.webhook_secrets:
         raise click.UsageError(f"stage {stage!r} sets no STRIPE_WEBHOOK_SECRET to sign with")
     event = samples.sample_event(event_type, livemode=bool(settings.livemode))
@@ -123,27 +151,104 @@ def enabled_events() -> None:
         click.echo(event_type)
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
-@stage_option
-def ledger(as_json: bool, limit: int, stage: str) -> None:
-    """Recent events and the status of each handler, newest first."""
-    try:
-        store = open_store(stage_settings(stage))
-    except SettingsError as error:
-        raise click.UsageError(str(error)) from None
-    entries = store.recent(limit)
+def echo_entries(entries: list[LedgerEntry], as_json: bool, empty: str) -> None:
     if as_json:
         click.echo(json.dumps([e.to_json() for e in entries], indent=2))
         return
     if not entries:
-        click.echo("The ledger is empty: no event has reached a function yet.")
+        click.echo(empty)
         return
     for entry in entries:
-        click.echo(f"{entry.received_at}  {entry.id}  {entry.type}")
-        for name, outcome in entry.handlers.items():
-            detail = f"  {outcome.error}" if outcome.error else ""
-            click.echo(f"    {name}: {outcome.status} (attempts {outcome.attempts}){detail}")
+        published = "" if entry.published_at is None else f"  published {entry.published_at}"
+        click.echo(f"{entry.seen_at}  {entry.id}  {entry.type}{published}")
+        for name, o in entry.handlers.items():
+            detail = f"  {o.error_type}: {o.error} (at {o.at})" if o.status == "error" else ""
+            click.echo(f"    {name}: {o.status} (attempts {o.attempts}){detail}")
         if not entry.handlers:
-            click.echo("    (no handler for this type)")
+            click.echo("    (no handler has run for it)")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@since_option("Only events seen since then.")
+@stage_option
+def ledger(as_json: bool, limit: int, since: str | None, stage: str) -> None:
+    """Recent events and the status of each handler, newest first."""
+    entries = stage_events(stage).store.recent(limit, since=iso_since(since))
+    echo_entries(entries, as_json, "The ledger is empty: no event has been seen yet.")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@since_option("Only events seen since then.")
+@stage_option
+def failures(as_json: bool, since: str | None, stage: str) -> None:
+    """Events with a handler that is failing now: its error, attempts and time."""
+    entries = stage_events(stage).store.failures(since=iso_since(since))
+    echo_entries(entries, as_json, "No handler is failing.")
+    if entries and not as_json:
+        click.echo(
+            f"\n{len(entries)} event(s) failing. Fix the cause, then: stripe-events replay --failed"
+        )
+
+
+def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
+    """Publish the event again from its body; the handlers that completed are skipped."""
+    body = entry.body
+    if body is None and events.settings.api_key:
+        import stripe
+
+        fetched = stripe.StripeClient(events.settings.api_key).v1.events.retrieve(entry.id)
+        body = json.dumps(fetched.to_dict())
+    if body is None:
+        click.echo(
+            f"{entry.id}: no body in the ledger (no function received it); set "
+            "STRIPE_API_KEY to fetch it from Stripe, or use `stripe-events backfill`"
+        )
+        return False
+    entry_to_publish = to_entry(body, parse_event(body, None), events.settings)
+    try:
+        events.publisher.publish(entry_to_publish)
+    except PublishFailed as error:
+        click.echo(f"{entry.id}: not published: {error}")
+        return False
+    after = events.store.event(entry.id) or entry
+    statuses = ", ".join(f"{n} {o.status}" for n, o in after.handlers.items()) or "published"
+    click.echo(f"{entry.id}  {entry.type}: {statuses}")
+    return True
+
+
+@main.command()
+@click.argument("event_id", required=False)
+@click.option("--failed", is_flag=True, help="Replay every event with a failing handler.")
+@since_option("With --failed: only events seen since then.")
+@stage_option
+def replay(event_id: str | None, failed: bool, since: str | None, stage: str) -> None:
+    """Dispatch EVENT_ID (or every failing event) again from the ledger.
+
+    The event is published again, on the stage's bus; handlers that already completed
+    for it are skipped, so only what failed (or never ran) runs.
+    """
+    if (event_id is None) == (not failed):
+        raise click.UsageError("give an EVENT_ID or --failed (not both)")
+    if since is not None and not failed:
+        raise click.UsageError("--since goes with --failed")
+    events = stage_events(stage)
+    if event_id is not None:
+        entry = events.store.event(event_id)
+        if entry is None:
+            raise click.ClickException(
+                f"{event_id} is not in the ledger. For events that never arrived, use "
+                "`stripe-events backfill`."
+            )
+        entries = [entry]
+    else:
+        entries = list(reversed(events.store.failures(since=iso_since(since))))
+        if not entries:
+            click.echo("No handler is failing: nothing to replay.")
+            return
+    replayed = sum(replay_one(events, entry) for entry in entries)
+    click.echo(f"replayed {replayed} of {len(entries)} event(s)")
+    if replayed < len(entries):
+        sys.exit(1)

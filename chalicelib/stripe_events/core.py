@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
-from chalicelib.stripe_events.dispatch import dispatch
+from chalicelib.stripe_events.dispatch import Dispatcher
+from chalicelib.stripe_events.payloads import PayloadStore, open_payload_store
 from chalicelib.stripe_events.settings import Settings
 from chalicelib.stripe_events.store import Store, open_store
 from chalicelib.stripe_events.webhook import webhook_blueprint
@@ -15,7 +17,6 @@ from chalicelib.stripe_events.webhook import webhook_blueprint
 if TYPE_CHECKING:
     from chalice.app import CloudWatchEvent
 
-    from chalicelib.stripe_events.ledger import Outcome
     from chalicelib.stripe_events.router import Router
 
 logging.getLogger("stripe_events").setLevel(logging.INFO)
@@ -24,7 +25,9 @@ logging.getLogger("stripe_events").setLevel(logging.INFO)
 class StripeEvents:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.webhook = webhook_blueprint(settings, lambda: self.publisher)
+        self.webhook = webhook_blueprint(
+            settings, lambda: self.publisher, lambda: self.store, lambda: self.payloads
+        )
 
     @classmethod
     def from_env(cls) -> StripeEvents:
@@ -41,7 +44,46 @@ class StripeEvents:
             return LocalBus(lambda: self.webhook.current_app, self.settings.region)
         return EventBridgePublisher(self.settings.region)
 
+    @cached_property
+    def payloads(self) -> PayloadStore:
+        """Where bodies too large for an EventBridge entry are kept (S3, or .state/ locally)."""
+        return open_payload_store(self.settings)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        from chalicelib.stripe_events.idempotency import open_idempotency
+
+        client = None
+        if self.settings.api_key:
+            import stripe
+
+            client = stripe.StripeClient(self.settings.api_key)
+        return Dispatcher(
+            self.store,
+            open_idempotency(self.settings),
+            lambda: self.payloads,
+            retention_days=self.settings.idempotency_days,
+            stripe_client=client,
+        )
+
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:
         """Run the router's handlers for one EventBridge event; return handler -> status."""
-        outcomes: dict[str, Outcome] = dispatch(router, event.detail, self.store)
+        outcomes = self.dispatcher.dispatch(router, event.detail, event.context)
         return {name: outcome.status for name, outcome in outcomes.items()}
+
+
+def app_events() -> StripeEvents:
+    """The project's own app.py, imported with the environment as it is now: its StripeEvents.
+
+    The CLI sets a stage's environment first (stages.activate), so that replay and backfill
+    in stage `local` deliver through the app's own functions, as the webhook does.
+    """
+    events: StripeEvents = importlib.import_module("app").events
+    return events
+
+
+def publisher_for(settings: Settings) -> Publisher:
+    """The publisher for CLI commands: the app's local bus, or EventBridge."""
+    if settings.is_local:
+        return app_events().publisher
+    return EventBridgePublisher(settings.region)

@@ -1,14 +1,24 @@
-"""Runs a resource module's handlers for one event and records each outcome."""
+"""Runs a resource module's handlers for one event: once each, with every outcome recorded."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
 from typing import Any
+
+import stripe
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
 from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.envelope import unwrap
+from chalicelib.stripe_events.idempotency import run_once
 from chalicelib.stripe_events.ledger import Outcome, utc_now
-from chalicelib.stripe_events.router import Router
+from chalicelib.stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
+from chalicelib.stripe_events.router import Handler, Router
 from chalicelib.stripe_events.store import Store
 
 log = logging.getLogger("stripe_events.dispatch")
@@ -24,38 +34,99 @@ class HandlerFailed(Exception):
         self.errors = errors
 
 
-def dispatch(router: Router, detail: dict[str, Any] | str, store: Store) -> dict[str, Outcome]:
-    """Run every handler of `router` that matches the event's type, once per event id.
+class HandlerBusy(Exception):
+    """Another run holds a handler's lock for this event. Raised so that Lambda retries later."""
 
-    A handler whose last outcome for this event is "ok" is skipped, so a delivery
-    repeated by Stripe, EventBridge or a Lambda retry does not run it again. Every
-    handler runs even when an earlier one fails; then HandlerFailed is raised.
-    """
-    event = unwrap(detail)
-    store.record_received(event.id, event.type, event.created, utc_now())
-    previous = store.outcomes(event.id)
-    results: dict[str, Outcome] = {}
-    errors: dict[str, str] = {}
-    for handler in router.handlers_for(event.type):
-        before = previous.get(handler.name)
-        if before is not None and before.status == "ok":
-            log.info("skip %s for %s %s: already ok", handler.name, event.type, event.id)
-            results[handler.name] = before
-            continue
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        idempotency: BasePersistenceLayer,
+        payloads: Callable[[], PayloadStore],
+        *,
+        retention_days: int = 35,
+        stripe_client: stripe.StripeClient | None = None,
+    ) -> None:
+        self.store = store
+        self.idempotency = idempotency
+        self.payloads = payloads
+        self.retention_days = retention_days
+        self.stripe_client = stripe_client
+
+    def dispatch(
+        self, router: Router, detail: dict[str, Any] | str, lambda_context: Any = None
+    ) -> dict[str, Outcome]:
+        """Run every handler of `router` that matches the event's type, once per event id.
+
+        A handler that completed for this event id is not run again, whether the event
+        comes again from Stripe, EventBridge, a Lambda retry or a replay. Every handler
+        runs even when an earlier one fails; then HandlerFailed is raised.
+        """
+        data = json.loads(detail) if isinstance(detail, str) else detail
+        # The ledger keeps the detail as delivered: for an oversized event, the reference.
+        body = detail if isinstance(detail, str) else json.dumps(detail)
+        if PAYLOAD_KEY in data:
+            data = restore(data, self.payloads())
+        event = unwrap(data)
+        self.store.record_received(event.id, event.type, event.created, utc_now(), body)
+        previous = self.store.outcomes(event.id)
+        results: dict[str, Outcome] = {}
+        errors: dict[str, str] = {}
+        busy: list[str] = []
+        for handler in router.handlers_for(event.type):
+            before = previous.get(handler.name)
+            try:
+                outcome = self._run(handler, event, before, lambda_context)
+            except IdempotencyAlreadyInProgressError:
+                log.warning("%s is running elsewhere for %s; retry later", handler.name, event.id)
+                busy.append(handler.name)
+                continue
+            results[handler.name] = outcome
+            if outcome is before:
+                continue
+            if outcome.status == "error":
+                errors[handler.name] = f"{outcome.error_type}: {outcome.error}"
+            self.store.record_outcome(event.id, handler.name, outcome)
+        if errors:
+            raise HandlerFailed(event.id, errors)
+        if busy:
+            raise HandlerBusy(f"event {event.id}: still running elsewhere: {', '.join(busy)}")
+        return results
+
+    def _run(
+        self, handler: Handler, event: stripe.Event, before: Outcome | None, lambda_context: Any
+    ) -> Outcome:
+        """The new outcome, or `before` itself when the handler had already completed."""
+        ran = False
+
+        def run() -> dict[str, Any]:
+            nonlocal ran
+            ran = True
+            logger = logging.getLogger(f"stripe_events.{handler.name}")
+            handler.func(event, Context(self.store, logger, handler.name, self.stripe_client))
+            return {"status": "ok"}
+
         attempts = 1 if before is None else before.attempts + 1
-        context = Context(store, logging.getLogger(f"stripe_events.{handler.name}"), handler.name)
         try:
-            handler.func(event, context)
+            run_once(
+                self.idempotency,
+                {"event": event.id, "handler": handler.name},
+                run,
+                retention_days=self.retention_days,
+                lambda_context=lambda_context,
+            )
+        except IdempotencyAlreadyInProgressError:
+            raise
         except Exception as error:
-            message = f"{type(error).__name__}: {error}"
-            outcome = Outcome("error", attempts, utc_now(), message)
-            errors[handler.name] = message
+            # The handler's own error, or the idempotency store's: either way, retry later.
             log.exception("%s failed for %s %s", handler.name, event.type, event.id)
-        else:
-            outcome = Outcome("ok", attempts, utc_now())
-            log.info("%s ok for %s %s", handler.name, event.type, event.id)
-        store.record_outcome(event.id, handler.name, outcome)
-        results[handler.name] = outcome
-    if errors:
-        raise HandlerFailed(event.id, errors)
-    return results
+            return Outcome("error", attempts, utc_now(), type(error).__name__, str(error))
+        if not ran:
+            log.info("skip %s for %s %s: already done", handler.name, event.type, event.id)
+            if before is not None and before.status == "ok":
+                return before
+            # Done, but the ledger missed it (its write failed after the run): mend it.
+            return Outcome("ok", attempts - 1 or 1, utc_now())
+        log.info("%s ok for %s %s", handler.name, event.type, event.id)
+        return Outcome("ok", attempts, utc_now())

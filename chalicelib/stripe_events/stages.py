@@ -1,13 +1,22 @@
-"""A stage's settings as the CLI sees them: .chalice/config.json, as Chalice merges it."""
+"""A stage as the CLI sees it: .chalice/config.json as Chalice merges it, and the app under it."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-from dataclasses import replace
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from chalicelib.stripe_events.settings import Settings, SettingsError
+from chalicelib.stripe_events.settings import SettingsError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from chalicelib.stripe_events.core import StripeEvents
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -24,9 +33,34 @@ def stage_environment(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, 
     return env
 
 
-def stage_settings(stage: str, project_dir: Path = PROJECT_DIR) -> Settings:
-    # As in `chalice local`, the stage's variables win over the shell's.
-    settings = Settings.from_env({**os.environ, **stage_environment(stage, project_dir)})
-    if settings.state_dir.is_absolute():
-        return settings
-    return replace(settings, state_dir=project_dir / settings.state_dir)
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def import_app(env: dict[str, str]) -> ModuleType:
+    """A fresh import of the project's app.py with `env` set: its settings are read at import."""
+    with patched_environ(env):
+        sys.modules.pop("app", None)
+        if str(PROJECT_DIR) not in sys.path:
+            sys.path.insert(0, str(PROJECT_DIR))
+        return importlib.import_module("app")
+
+
+def load_events(stage: str) -> StripeEvents:
+    """The app's StripeEvents as `stage` configures it: its settings, store and publisher.
+
+    As in `chalice local`, the stage's variables win over the shell's; a relative state
+    directory is taken from the project, wherever the command runs.
+    """
+    env = {**os.environ, **stage_environment(stage)}
+    state_dir = Path(env.get("STRIPE_EVENTS_STATE_DIR") or ".state")
+    env["STRIPE_EVENTS_STATE_DIR"] = str(PROJECT_DIR / state_dir)  # no-op when absolute
+    events: StripeEvents = import_app(env).events
+    return events

@@ -15,10 +15,14 @@ from chalicelib.stripe_events.settings import Settings, SettingsError
 
 class Store(ABC):
     @abstractmethod
+    def record_published(self, event_id: str, event_type: str, created: int, at: str) -> None:
+        """Record that the event was put on the bus; the first record wins."""
+
+    @abstractmethod
     def record_received(
-        self, event_id: str, event_type: str, created: int, received_at: str
+        self, event_id: str, event_type: str, created: int, at: str, body: str
     ) -> None:
-        """Record that an event reached a function; the first record wins."""
+        """Record that a function received the event, and its body; the first record wins."""
 
     @abstractmethod
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
@@ -29,8 +33,19 @@ class Store(ABC):
         """Every handler's latest outcome for this event."""
 
     @abstractmethod
-    def recent(self, limit: int) -> list[LedgerEntry]:
-        """The most recently received events, newest first; ties by event id, descending."""
+    def event(self, event_id: str) -> LedgerEntry | None:
+        """One event with its body and outcomes, or None if the ledger never saw it."""
+
+    def seen(self, event_id: str) -> bool:
+        return self.event(event_id) is not None
+
+    @abstractmethod
+    def recent(self, limit: int, since: str = "") -> list[LedgerEntry]:
+        """Events seen at or after `since` (ISO time), newest first; ties by id, descending."""
+
+    @abstractmethod
+    def failures(self, since: str = "") -> list[LedgerEntry]:
+        """Events seen at or after `since` with a handler whose latest outcome is an error."""
 
     @abstractmethod
     def get(self, collection: str, key: str) -> dict[str, Any] | None:

@@ -1,13 +1,14 @@
 """DynamoDB store for the AWS stages: one table, keys `pk` and `sk`.
 
-pk = "event#<id>"        sk = "event"             the event as a function received it
-pk = "event#<id>"        sk = "handler#<name>"    one handler's outcome
-pk = "<collection>#<key>" sk = "item"             a projection item (JSON in `body`)
+pk = "event#<id>"          sk = "event"             the event: type, created, when
+                                                    published and received, its body
+pk = "event#<id>"          sk = "handler#<name>"    one handler's outcome
+pk = "<collection>#<key>"  sk = "item"              a projection item (JSON in `body`)
+pk = "idempotency"         sk = <hashed key>        Powertools idempotency records
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 from typing import Any
 
@@ -28,9 +29,23 @@ def _item_pk(collection: str, key: str) -> dict[str, str]:
     return {"S": f"{check_collection(collection)}#{key}"}
 
 
+def _optional(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name, {}).get("S")
+    return None if value is None else str(value)
+
+
 def _outcome(item: dict[str, Any]) -> Outcome:
-    error = item.get("error", {}).get("S")
-    return Outcome(item["status"]["S"], int(item["attempts"]["N"]), item["at"]["S"], error)
+    return Outcome(
+        item["status"]["S"],
+        int(item["attempts"]["N"]),
+        item["at"]["S"],
+        _optional(item, "error_type"),
+        _optional(item, "error"),
+    )
+
+
+def _seen_at(item: dict[str, Any]) -> str:
+    return _optional(item, "received_at") or _optional(item, "published_at") or ""
 
 
 class DynamoStore(Store):
@@ -39,22 +54,32 @@ class DynamoStore(Store):
         # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
         self.client = boto3.client("dynamodb", region_name=region)
 
-    def record_received(
-        self, event_id: str, event_type: str, created: int, received_at: str
+    def _record_event(
+        self, event_id: str, event_type: str, created: int, first: dict[str, str]
     ) -> None:
-        # Seen before: the first receipt is kept.
-        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
-            self.client.put_item(
-                TableName=self.table,
-                Item={
-                    "pk": _event_pk(event_id),
-                    "sk": {"S": EVENT_SK},
-                    "type": {"S": event_type},
-                    "created": {"N": str(created)},
-                    "received_at": {"S": received_at},
-                },
-                ConditionExpression="attribute_not_exists(pk)",
-            )
+        """Create or update the event item; the `first` fields keep their first value."""
+        names = {f"#f{i}": name for i, name in enumerate(first)}
+        values = {f":f{i}": {"S": value} for i, value in enumerate(first.values())}
+        keep_first = ", ".join(f"#f{i} = if_not_exists(#f{i}, :f{i})" for i in range(len(first)))
+        self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _event_pk(event_id), "sk": {"S": EVENT_SK}},
+            UpdateExpression=f"SET #type = :type, created = :created, {keep_first}",
+            ExpressionAttributeNames={"#type": "type", **names},
+            ExpressionAttributeValues={
+                ":type": {"S": event_type},
+                ":created": {"N": str(created)},
+                **values,
+            },
+        )
+
+    def record_published(self, event_id: str, event_type: str, created: int, at: str) -> None:
+        self._record_event(event_id, event_type, created, {"published_at": at})
+
+    def record_received(
+        self, event_id: str, event_type: str, created: int, at: str, body: str
+    ) -> None:
+        self._record_event(event_id, event_type, created, {"received_at": at, "body": body})
 
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
         item = {
@@ -64,6 +89,8 @@ class DynamoStore(Store):
             "attempts": {"N": str(outcome.attempts)},
             "at": {"S": outcome.at},
         }
+        if outcome.error_type is not None:
+            item["error_type"] = {"S": outcome.error_type}
         if outcome.error is not None:
             item["error"] = {"S": outcome.error}
         self.client.put_item(TableName=self.table, Item=item)
@@ -85,29 +112,64 @@ class DynamoStore(Store):
             if item["sk"]["S"].startswith(HANDLER_PREFIX)
         }
 
-    def recent(self, limit: int) -> list[LedgerEntry]:
-        # A scan: fine for the CLI on a modest table. A GSI on received_at is the next step.
+    def _entry(self, items: list[dict[str, Any]]) -> LedgerEntry | None:
+        events = [i for i in items if i["sk"]["S"] == EVENT_SK]
+        if not events:
+            return None
+        [event] = events
+        return LedgerEntry(
+            event["pk"]["S"].removeprefix("event#"),
+            event["type"]["S"],
+            int(event["created"]["N"]),
+            _optional(event, "published_at"),
+            _optional(event, "received_at"),
+            _optional(event, "body"),
+            {
+                i["sk"]["S"].removeprefix(HANDLER_PREFIX): _outcome(i)
+                for i in sorted(items, key=lambda i: str(i["sk"]["S"]))
+                if i["sk"]["S"].startswith(HANDLER_PREFIX)
+            },
+        )
+
+    def event(self, event_id: str) -> LedgerEntry | None:
+        return self._entry(self._query_event(event_id))
+
+    def _scan(self, condition: str, values: dict[str, Any], **names: str) -> list[dict[str, Any]]:
+        # A scan: fine for the CLI on a modest table. A GSI on seen_at is the next step.
         paginator = self.client.get_paginator("scan")
         pages = paginator.paginate(
             TableName=self.table,
-            FilterExpression="sk = :sk",
-            ExpressionAttributeValues={":sk": {"S": EVENT_SK}},
+            FilterExpression=condition,
+            ExpressionAttributeValues=values,
+            **(
+                {"ExpressionAttributeNames": {f"#{n}": v for n, v in names.items()}}
+                if names
+                else {}
+            ),
         )
-        items = [item for page in pages for item in page["Items"]]
-        items.sort(key=lambda i: (i["received_at"]["S"], i["pk"]["S"]), reverse=True)
-        entries = []
-        for item in items[: max(limit, 0)]:
-            event_id = item["pk"]["S"].removeprefix("event#")
-            entries.append(
-                LedgerEntry(
-                    event_id,
-                    item["type"]["S"],
-                    int(item["created"]["N"]),
-                    item["received_at"]["S"],
-                    self.outcomes(event_id),
-                )
-            )
-        return entries
+        return [item for page in pages for item in page["Items"]]
+
+    def _entries(self, event_ids: list[str]) -> list[LedgerEntry]:
+        entries = [e for e in map(self.event, event_ids) if e is not None]
+        return sorted(entries, key=lambda e: (e.seen_at, e.id), reverse=True)
+
+    def recent(self, limit: int, since: str = "") -> list[LedgerEntry]:
+        items = [
+            item
+            for item in self._scan("sk = :sk", {":sk": {"S": EVENT_SK}})
+            if _seen_at(item) >= since
+        ]
+        items.sort(key=lambda i: (_seen_at(i), i["pk"]["S"]), reverse=True)
+        return self._entries([i["pk"]["S"].removeprefix("event#") for i in items[: max(limit, 0)]])
+
+    def failures(self, since: str = "") -> list[LedgerEntry]:
+        items = self._scan(
+            "begins_with(sk, :handler) AND #status = :error",
+            {":handler": {"S": HANDLER_PREFIX}, ":error": {"S": "error"}},
+            status="status",
+        )
+        ids = sorted({i["pk"]["S"].removeprefix("event#") for i in items})
+        return [e for e in self._entries(ids) if e.seen_at >= since]
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         response = self.client.get_item(

@@ -11,11 +11,16 @@ from chalice.app import Blueprint, Response
 
 from chalicelib.stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed, Rejected
+from chalicelib.stripe_events.ledger import utc_now
+from chalicelib.stripe_events.payloads import entry_size, shrink
+from chalicelib.stripe_events.settings import SettingsError
 from chalicelib.stripe_events.signature import verify
 
 if TYPE_CHECKING:
     from chalicelib.stripe_events.bus import Publisher
+    from chalicelib.stripe_events.payloads import PayloadStore
     from chalicelib.stripe_events.settings import Settings
+    from chalicelib.stripe_events.store import Store
 
 log = logging.getLogger("stripe_events.webhook")
 
@@ -51,8 +56,32 @@ def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
 
-def webhook_blueprint(settings: Settings, publisher: Callable[[], Publisher]) -> Blueprint:
-    """The blueprint; `publisher` is called for the Publisher when the first event comes."""
+def already_published(store: Callable[[], Store], event_id: str) -> bool:
+    """True when the ledger says the event is on the bus: Stripe delivered it again."""
+    try:
+        entry = store().event(event_id)
+    except Exception:
+        # The ledger is a shortcut here, not a gate: publish, the handlers are idempotent.
+        log.exception("could not read the ledger for %s; publishing", event_id)
+        return False
+    return entry is not None and entry.published_at is not None
+
+
+def record_published(store: Callable[[], Store], header: EventHeader) -> None:
+    try:
+        store().record_published(header.id, header.type, header.created, utc_now())
+    except Exception:
+        # The event is on the bus already: answer 200 all the same, or Stripe would resend it.
+        log.exception("published %s but could not record it in the ledger", header.id)
+
+
+def webhook_blueprint(
+    settings: Settings,
+    publisher: Callable[[], Publisher],
+    store: Callable[[], Store],
+    payloads: Callable[[], PayloadStore],
+) -> Blueprint:
+    """The blueprint; the callables give the publisher and stores when they are first needed."""
     blueprint = Blueprint(__name__)
 
     @blueprint.route(PATH, methods=["POST"], content_types=CONTENT_TYPES)
@@ -74,9 +103,15 @@ def webhook_blueprint(settings: Settings, publisher: Callable[[], Publisher]) ->
         except Rejected as rejected:
             log.warning("rejected (%s): %s", rejected.code, rejected.message)
             return _json(rejected.status, {"error": rejected.code, "message": rejected.message})
+        if already_published(store, header.id):
+            log.info("duplicate delivery of %s %s: already published", header.type, header.id)
+            return _json(200, {"received": True, "id": header.id, "duplicate": True})
         try:
+            if entry_size(entry) > settings.max_entry_bytes:
+                # Too large for EventBridge: publish a reference; the body is kept aside.
+                entry = shrink(entry, header, payloads(), settings.max_entry_bytes)
             publisher().publish(entry)
-        except PublishFailed as failed:
+        except (PublishFailed, SettingsError) as failed:
             log.error("event %s %s not published: %s", header.id, header.type, failed)
             return _json(
                 503,
@@ -85,6 +120,7 @@ def webhook_blueprint(settings: Settings, publisher: Callable[[], Publisher]) ->
                     "message": "The event could not be published now; Stripe will retry.",
                 },
             )
+        record_published(store, header)
         log.info("published %s %s", header.type, header.id)
         return _json(200, {"received": True, "id": header.id})
 

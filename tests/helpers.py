@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
 import stripe
 
 from chalicelib.stripe_events.dispatch import Dispatcher
 from chalicelib.stripe_events.idempotency_sqlite import SqlitePersistenceLayer
 from chalicelib.stripe_events.payloads import LocalPayloadStore
+from chalicelib.stripe_events.router import HandlerFunc, Router
 from chalicelib.stripe_events.stages import import_app, stage_environment
 from chalicelib.stripe_events.store import Store
 
@@ -47,3 +51,16 @@ def local_dispatcher(store: Store, state_dir: Path) -> Dispatcher:
         SqlitePersistenceLayer(state_dir / "idempotency.sqlite3"),
         lambda: LocalPayloadStore(state_dir / "bodies"),
     )
+
+
+def swap_handler(
+    monkeypatch: pytest.MonkeyPatch, router: Router, event_type: str, func: HandlerFunc
+) -> Callable[[], None]:
+    """Replace the router's handler of `event_type` by `func`; return a function that undoes it."""
+    handlers = list(router.handlers)
+    index = next(i for i, h in enumerate(handlers) if h.matches(event_type))
+    original = handlers[index]
+    handlers[index] = replace(original, func=func)
+    monkeypatch.setattr(router, "handlers", handlers)
+    restored = [*handlers[:index], original, *handlers[index + 1 :]]
+    return lambda: monkeypatch.setattr(router, "handlers", restored)

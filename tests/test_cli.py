@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -15,8 +15,10 @@ from click.testing import CliRunner
 
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.cli import main, resource_routers
+from chalicelib.stripe_events.context import Context
+from chalicelib.stripe_events.dispatch import HandlerFailed
 from chalicelib.stripe_events.store_sqlite import SqliteStore
-from tests.helpers import local_dispatcher, local_stage_env
+from tests.helpers import local_dispatcher, local_stage_env, swap_handler
 
 
 @pytest.fixture
@@ -122,3 +124,65 @@ def test_send_explains_when_the_app_is_not_running(runner: CliRunner) -> None:
     result = runner.invoke(main, ["send", "customer.created", "--url", "http://127.0.0.1:9/x"])
     assert result.exit_code == 1
     assert "make run" in result.output
+
+
+@pytest.fixture
+def failing_customer_handler(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Makes the customers handler of customer.updated fail until the returned fix is called."""
+    [router] = [r for r in resource_routers() if r.name == "customers"]
+
+    def broken(event: stripe.Event, ctx: Context) -> None:
+        raise ConnectionError("the CRM is down")
+
+    return swap_handler(monkeypatch, router, "customer.updated", broken)
+
+
+def test_failures_then_replay_failed_after_the_fix(
+    runner: CliRunner, tmp_path: Path, failing_customer_handler: Callable[[], None]
+) -> None:
+    [router] = [r for r in resource_routers() if r.name == "customers"]
+    dispatcher = local_dispatcher(SqliteStore(tmp_path / "stripe-events.sqlite3"), tmp_path)
+    event = samples.sample_event("customer.updated")
+    with pytest.raises(HandlerFailed):
+        dispatcher.dispatch(router, event)
+
+    listed = runner.invoke(main, ["failures"])
+    assert listed.exit_code == 0, listed.output
+    assert event["id"] in listed.output
+    assert "ConnectionError: the CRM is down" in listed.output
+    rows = json.loads(runner.invoke(main, ["failures", "--json"]).output)
+    [(name, error)] = rows[0]["errors"].items()
+    assert (error["type"], error["message"], error["attempts"]) == (
+        "ConnectionError",
+        "the CRM is down",
+        1,
+    )
+
+    still_broken = runner.invoke(main, ["replay", "--failed", "--since", "1h"])
+    assert "error" in still_broken.output
+    assert (
+        json.loads(runner.invoke(main, ["failures", "--json"]).output)[0]["errors"][name][
+            "attempts"
+        ]
+        == 2
+    )
+
+    failing_customer_handler()  # the fix is deployed
+    replayed = runner.invoke(main, ["replay", "--failed"])
+    assert replayed.exit_code == 0, replayed.output
+    assert f"{event['id']}  customer.updated: {name} ok" in replayed.output
+    assert "No handler is failing." in runner.invoke(main, ["failures"]).output
+    again = runner.invoke(main, ["replay", event["id"]])
+    assert again.exit_code == 0, again.output  # replaying a done event runs nothing twice
+
+
+def test_replay_explains_what_it_needs(runner: CliRunner) -> None:
+    assert runner.invoke(main, ["replay"]).exit_code == 2
+    assert runner.invoke(main, ["replay", "evt_1", "--failed"]).exit_code == 2
+    assert "No handler is failing" in runner.invoke(main, ["replay", "--failed"]).output
+    unknown = runner.invoke(main, ["replay", "evt_unknown"])
+    assert unknown.exit_code == 1
+    assert "backfill" in unknown.output
+    bad_since = runner.invoke(main, ["failures", "--since", "yesterday"])
+    assert bad_since.exit_code == 2
+    assert "duration" in bad_since.output

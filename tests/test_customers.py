@@ -39,26 +39,43 @@ def test_the_module_handles_the_customer_lifecycle() -> None:
     ]
 
 
+def customer(ctx: Context, customer_id: str) -> dict[str, Any]:
+    item = ctx.store.get("customers", customer_id)
+    assert item is not None
+    return item
+
+
 def test_created_then_updated_keeps_the_latest_record(ctx: Context) -> None:
     handle(event("customer.created", 100, id="cus_A", email="a@example.com"), ctx)
     handle(event("customer.updated", 200, id="cus_A", email="new@example.com", name="Ada"), ctx)
-    stored = ctx.store.get("customers", "cus_A")
-    assert stored is not None
-    assert (stored["email"], stored["name"], stored["deleted"]) == ("new@example.com", "Ada", False)
+    stored = customer(ctx, "cus_A")
+    assert (stored["object"]["email"], stored["object"]["name"]) == ("new@example.com", "Ada")
+    assert stored["deleted"] is False
 
 
-def test_an_older_update_arriving_late_is_ignored(ctx: Context) -> None:
+def test_an_older_update_arriving_late_is_ignored(
+    ctx: Context, caplog: pytest.LogCaptureFixture
+) -> None:
     handle(event("customer.updated", 200, id="cus_A", email="new@example.com"), ctx)
+    late = event("customer.created", 100, id="cus_A", email="old@example.com")
+    with caplog.at_level(logging.INFO):
+        handle(late, ctx)
+    assert customer(ctx, "cus_A")["object"]["email"] == "new@example.com"
+    assert f"customer.created {late.id} is not newer" in caplog.text
+
+
+def test_created_and_updated_in_the_same_second_keep_the_update(ctx: Context) -> None:
+    handle(event("customer.updated", 100, id="cus_A", email="new@example.com"), ctx)
     handle(event("customer.created", 100, id="cus_A", email="old@example.com"), ctx)
-    stored = ctx.store.get("customers", "cus_A")
-    assert stored is not None and stored["email"] == "new@example.com"
+    assert customer(ctx, "cus_A")["object"]["email"] == "new@example.com"
 
 
 def test_a_deletion_is_final(ctx: Context) -> None:
     handle(event("customer.created", 100, id="cus_A"), ctx)
-    handle(event("customer.deleted", 200, id="cus_A"), ctx)
+    deletion = event("customer.deleted", 200, id="cus_A")
+    handle(deletion, ctx)
     handle(event("customer.updated", 300, id="cus_A", email="zombie@example.com"), ctx)
-    stored = ctx.store.get("customers", "cus_A")
-    assert stored is not None
+    stored = customer(ctx, "cus_A")
     assert stored["deleted"] is True
-    assert "email" not in stored
+    assert stored["version"]["event_id"] == deletion.id
+    assert stored["object"]["email"] != "zombie@example.com"

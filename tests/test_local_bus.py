@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -14,7 +13,7 @@ from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.bus import LocalBus
 from chalicelib.stripe_events.cli import resource_routers
 from chalicelib.stripe_events.envelope import parse_event, to_entry
-from tests.helpers import ROOT, load_app, local_stage_env, signed_headers
+from tests.helpers import ROOT, load_app, local_stage_env, signed_headers, swap_handler
 
 
 @pytest.fixture
@@ -63,15 +62,10 @@ def test_an_event_no_function_subscribes_to_is_accepted_and_goes_nowhere(
 def test_a_handler_failure_does_not_change_the_answer_but_is_recorded(
     local_app: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    router = local_app.customers.router
-    handlers = list(router.handlers)
-    index = next(i for i, h in enumerate(handlers) if h.name == "customers.save_customer")
-
     def broken(*args: object) -> None:
         raise RuntimeError("boom")
 
-    handlers[index] = replace(handlers[index], func=broken)
-    monkeypatch.setattr(router, "handlers", handlers)
+    swap_handler(monkeypatch, local_app.customers.router, "customer.updated", broken)
     event = samples.sample_event("customer.updated")
     assert post(local_app, event) == 200
     outcome = local_app.events.store.outcomes(event["id"])["customers.save_customer"]

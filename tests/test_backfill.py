@@ -1,0 +1,522 @@
+"""Backfill against a small Stripe-like Events API on a free loopback port.
+
+The fake lists events as Stripe does: newest first, `limit`, `starting_after`,
+`ending_before`, `created[...]`, `types[...]` (at most 20), `has_more`. It can serve the
+cursor's event again on the next page (a duplicate) and answer 429 on cue.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from click.testing import CliRunner
+from stripe._http_client import HTTPClient
+
+from chalicelib.stripe_events import backfill, samples
+from chalicelib.stripe_events.backfill import (
+    CHECKPOINTS,
+    Backfill,
+    BackfillError,
+    backfill_command,
+    check_window,
+    expand_types,
+    stripe_client,
+)
+from chalicelib.stripe_events.bus import Publisher
+from chalicelib.stripe_events.core import StripeEvents
+from chalicelib.stripe_events.envelope import Entry
+from chalicelib.stripe_events.errors import PublishFailed
+from chalicelib.stripe_events.ledger import utc_now
+from chalicelib.stripe_events.settings import Settings
+from chalicelib.stripe_events.stages import load_events
+from chalicelib.stripe_events.store_sqlite import SqliteStore
+
+API_KEY = "sk_test_backfill_only"
+NOW = int(time.time())
+HOUR = 3600
+TYPES = (
+    "customer.created",
+    "invoice.created",
+    "invoice.paid",
+    "charge.succeeded",
+    "customer.subscription.created",
+    "invoice.payment_failed",
+)
+Forced = tuple[int, dict[str, str]]
+
+
+@dataclass
+class FakeStripe:
+    events: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    script: list[Forced | None] = field(default_factory=list)  # answers to force, in turn
+    repeat_cursor: bool = False
+    requests: list[dict[str, str]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+    url: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, event_type: str, created: int, **kwargs: Any) -> dict[str, Any]:
+        event_id = f"evt_{len(self.events):04d}{event_type.replace('.', '_')}"
+        event = samples.sample_event(event_type, event_id=event_id, created=created, **kwargs)
+        self.events.append(event)
+        self.events.sort(key=lambda e: e["created"])  # stable: same-second events keep order
+        return event
+
+    def ids(self, since: int = 0, types: frozenset[str] | None = None) -> list[str]:
+        """What a backfill from `since` must publish, oldest first."""
+        return [
+            e["id"]
+            for e in self.events
+            if e["created"] >= since and (types is None or e["type"] in types)
+        ]
+
+    def answer(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        with self.lock:
+            self.requests.append({"path": path, **query})
+            forced = self.script.pop(0) if self.script else None
+        if forced is not None:
+            status, headers = forced
+            return status, headers, error("rate_limit", "Too many requests in a short time.")
+        newest_first = self.events[::-1]
+        if path == "/v1/events":
+            return self.list_events(newest_first, query)
+        match = re.fullmatch(r"/v1/events/(evt_\w+)", path)
+        found = [e for e in newest_first if match and e["id"] == match[1]]
+        if found:
+            return 200, {}, found[0]
+        return 404, {}, error("resource_missing", f"No such event: '{path.rsplit('/')[-1]}'")
+
+    def list_events(
+        self, newest_first: list[dict[str, Any]], q: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        types = [v for k, v in q.items() if re.fullmatch(r"types\[\d*\]", k)]
+        if len(types) > 20:
+            return 400, {}, error("parameter_invalid", "types: at most 20 event types")
+        bounds: dict[str, Callable[[int, int], bool]] = {
+            "gte": operator.ge,
+            "gt": operator.gt,
+            "lte": operator.le,
+            "lt": operator.lt,
+        }
+        tests = [(bounds[op], int(q[f"created[{op}]"])) for op in bounds if f"created[{op}]" in q]
+
+        def keep(e: dict[str, Any]) -> bool:
+            in_types = not types or e["type"] in types
+            return in_types and all(test(e["created"], v) for test, v in tests)
+
+        limit = min(max(int(q.get("limit", "10")), 1), 100)
+        ids = [e["id"] for e in newest_first]
+        cursor = q.get("ending_before") or q.get("starting_after")
+        if cursor is not None and cursor not in ids:
+            return 404, {}, error("resource_missing", f"No such event: '{cursor}'")
+        if "ending_before" in q:  # the `limit` events just newer than the cursor
+            at = ids.index(q["ending_before"])
+            candidates = [e for e in newest_first[:at] if keep(e)]
+            page = candidates[-limit:]
+            if self.repeat_cursor and keep(newest_first[at]):
+                page = [*page, newest_first[at]]
+        else:
+            start = ids.index(q["starting_after"]) + 1 if "starting_after" in q else 0
+            candidates = [e for e in newest_first[start:] if keep(e)]
+            page = candidates[:limit]
+            if self.repeat_cursor and start and keep(newest_first[start - 1]):
+                page = [newest_first[start - 1], *page]
+        body = {
+            "object": "list",
+            "url": "/v1/events",
+            "has_more": len(candidates) > limit,
+            "data": page,
+        }
+        return 200, {}, body
+
+
+def error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"type": "invalid_request_error", "code": code, "message": message}}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeStripe]:
+    state = FakeStripe()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            headers: dict[str, str] = {}
+            if self.headers.get("Authorization") != f"Bearer {API_KEY}":
+                status, body = 401, error("api_key_invalid", "Invalid API Key")
+            else:
+                status, headers, body = state.answer(url.path, dict(parse_qsl(url.query)))
+            state.statuses.append(status)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK waits at least 0.5 s before its own retries; the tests need not."""
+    monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
+
+
+class Recorder(Publisher):
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.entries: list[Entry] = []
+        self.fail_after = fail_after
+
+    def publish(self, entry: Entry) -> None:
+        if self.fail_after is not None and len(self.entries) >= self.fail_after:
+            raise PublishFailed("the bus is down")
+        self.entries.append(entry)
+
+    @property
+    def ids(self) -> list[str]:
+        return [json.loads(e["Detail"])["id"] for e in self.entries]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "ledger.sqlite3")
+
+
+def make_backfill(
+    fake: FakeStripe,
+    store: SqliteStore,
+    publisher: Publisher,
+    sleeps: list[float] | None = None,
+    **kwargs: Any,
+) -> Backfill:
+    return Backfill(
+        stripe_client(API_KEY, fake.url),
+        store,
+        publisher,
+        Settings(stage="test"),
+        page_size=5,
+        sleep=(sleeps if sleeps is not None else []).append,
+        **kwargs,
+    )
+
+
+def add_history(fake: FakeStripe, count: int, first: int, last: int) -> None:
+    """`count` events between `first` and `last`, in pairs that share a second."""
+    step = (last - first) // max(count // 2, 1)
+    for i in range(count):
+        fake.add(TYPES[i % len(TYPES)], first + (i // 2) * step)
+
+
+def test_publishes_only_unseen_events_oldest_first_exactly_once(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    add_history(fake, 4, NOW - 5 * HOUR, NOW - 3 * HOUR)  # before the window
+    add_history(fake, 24, NOW - 2 * HOUR + 60, NOW - 10 * 60)
+    since = NOW - 2 * HOUR
+    window = fake.ids(since)
+    already = window[1::5]  # the webhook delivered these
+    for event_id in already:
+        store.record_received(event_id, "customer.created", 0, utc_now(), "{}")
+    fake.repeat_cursor = True  # every page boundary serves one event twice
+    recorder = Recorder()
+    positions: list[int] = []
+
+    report = make_backfill(fake, store, recorder).run(
+        since, NOW, progress=lambda p: positions.append(p.position)
+    )
+
+    expected = [i for i in window if i not in already]
+    assert recorder.ids == expected
+    assert report.published == len(expected)
+    assert report.read > len(window), "the fake served duplicates"
+    assert report.already_seen == len(already) + report.read - len(window)
+    assert positions == sorted(positions) and positions[-1] == fake.events[-1]["created"]
+    served = {e["id"]: e for e in fake.events}
+    for entry in recorder.entries:
+        detail = json.loads(entry["Detail"])
+        assert detail == served[detail["id"]]
+        assert entry["DetailType"] == detail["type"]
+        assert entry["Source"] == "stripe.webhook"
+        assert entry["Time"] == datetime.fromtimestamp(detail["created"], UTC)
+        ledger_entry = store.event(detail["id"])
+        assert ledger_entry is not None and ledger_entry.published_at is not None
+
+
+def test_a_second_run_publishes_nothing_and_starts_at_the_checkpoint(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    add_history(fake, 2, NOW - 3 * HOUR, NOW - 3 * HOUR)
+    add_history(fake, 12, NOW - HOUR, NOW - 10 * 60)
+    make_backfill(fake, store, Recorder()).run(NOW - 2 * HOUR, NOW)
+    fake.requests.clear()
+
+    recorder = Recorder()
+    report = make_backfill(fake, store, recorder).run(NOW - 2 * HOUR + 60, NOW + 60)
+
+    assert recorder.ids == []
+    assert report.resumed_after == fake.events[-1]["id"]
+    assert report.read == 0
+    assert len(fake.requests) == 2  # the checkpoint's event, then one empty page
+
+    again = make_backfill(fake, store, recorder).run(NOW - 2 * HOUR, NOW, resume=False)
+    assert recorder.ids == [] and again.read == 12 and again.already_seen == 12
+
+
+def test_an_interrupted_run_resumes_after_the_last_event_and_publishes_each_once(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    add_history(fake, 2, NOW - 3 * HOUR, NOW - 3 * HOUR)
+    add_history(fake, 17, NOW - 100 * 60, NOW - 10 * 60)
+    since = NOW - 2 * HOUR
+    failing = Recorder(fail_after=7)
+    with pytest.raises(PublishFailed):
+        make_backfill(fake, store, failing).run(since, NOW)
+    checkpoint = store.get(CHECKPOINTS, "all")
+    assert checkpoint is not None and checkpoint["event_id"] == failing.ids[-1]
+
+    recorder = Recorder()
+    report = make_backfill(fake, store, recorder).run(since, NOW)
+
+    assert failing.ids + recorder.ids == fake.ids(since)
+    assert report.resumed_after == failing.ids[-1]
+    assert report.read == 17 - 7, "the resumed run did not read the window again"
+
+
+def test_the_checkpoint_stays_behind_events_that_may_still_settle(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    add_history(fake, 4, NOW - HOUR, NOW - 30 * 60)
+    fake.add("invoice.paid", NOW - 60)
+    fake.add("invoice.paid", NOW - 10)
+    make_backfill(fake, store, Recorder()).run(NOW - 2 * HOUR, NOW)
+
+    report = make_backfill(fake, store, Recorder()).run(NOW - 2 * HOUR, NOW)
+
+    assert report.resumed_after == fake.events[3]["id"]
+    assert report.read == 2 and report.published == 0
+
+
+def test_a_window_with_nothing_older_listed_starts_at_its_oldest_event(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    since = NOW - 29 * 86400
+    fake.add("customer.created", since)  # `created` is inclusive at the start
+    add_history(fake, 9, since + 3 * 86400, NOW - HOUR)
+    recorder = Recorder()
+
+    make_backfill(fake, store, recorder).run(since, NOW)
+
+    assert recorder.ids == fake.ids(since)
+    probes = [r for r in fake.requests if "created[lt]" in r and "created[gte]" in r]
+    assert probes, "no event before the window: the oldest in it is found by probing"
+
+
+def test_an_empty_window_reads_nothing_and_saves_no_checkpoint(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    report = make_backfill(fake, store, Recorder()).run(NOW - 30 * 86400, NOW)
+    assert report.read == 0
+    assert store.get(CHECKPOINTS, "all") is None
+    assert len(fake.requests) < 30, "the probe doubles its slice"
+
+
+def test_rate_limits_are_retried_with_growing_waits(fake: FakeStripe, store: SqliteStore) -> None:
+    add_history(fake, 2, NOW - 3 * HOUR, NOW - 3 * HOUR)
+    add_history(fake, 20, NOW - HOUR, NOW - 10 * 60)
+    should_retry = {"Stripe-Should-Retry": "true"}
+    # Requests in turn: the event before the window; page 1: 429, 429, ok; page 2: a 429
+    # that the SDK retries itself, ok; page 3: 429 after events were read, ok.
+    fake.script = [None, (429, {}), (429, {}), None, (429, should_retry), None, (429, {})]
+    recorder = Recorder()
+    sleeps: list[float] = []
+
+    report = make_backfill(fake, store, recorder, sleeps).run(NOW - 2 * HOUR, NOW)
+
+    assert recorder.ids == fake.ids(NOW - 2 * HOUR)
+    assert report.read == 20, "after a 429, reading goes on after the last event read"
+    assert fake.statuses.count(429) == 4
+    assert len(sleeps) == 3, "Stripe-Should-Retry: true is the SDK's to retry, not ours"
+    assert 0.5 <= sleeps[0] <= 1.0 and 1.0 <= sleeps[1] <= 2.0, "the wait doubles"
+    assert 0.5 <= sleeps[2] <= 1.0, "and starts again once Stripe answers"
+
+
+def test_persistent_rate_limits_stop_with_a_clear_error_and_honour_retry_after(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    add_history(fake, 4, NOW - HOUR, NOW - 10 * 60)
+    fake.script = [(429, {"Retry-After": "7"})] * 10
+    sleeps: list[float] = []
+    backfill_run = make_backfill(fake, store, Recorder(), sleeps, rate_limit_retries=2)
+    with pytest.raises(BackfillError, match="429"):
+        backfill_run.run(NOW - 2 * HOUR, NOW)
+    assert sleeps == [7.0, 7.0]
+
+
+def test_windows_longer_than_30_days_are_refused_before_asking_stripe(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    with pytest.raises(BackfillError, match="30 days"):
+        make_backfill(fake, store, Recorder()).run(NOW - 30 * 86400 - 1, NOW)
+    assert fake.requests == []
+    check_window(NOW - 30 * 86400, NOW)
+    with pytest.raises(BackfillError, match="future"):
+        check_window(NOW + 60, NOW)
+
+
+def test_up_to_20_types_are_filtered_by_stripe(fake: FakeStripe, store: SqliteStore) -> None:
+    add_history(fake, 18, NOW - HOUR, NOW - 10 * 60)
+    types = expand_types(("invoice.*",))
+    assert types is not None and len(types) <= 20
+    recorder = Recorder()
+
+    report = make_backfill(fake, store, recorder).run(NOW - 2 * HOUR, NOW, types)
+
+    assert recorder.ids == fake.ids(types=types) and recorder.ids
+    assert report.other_types == 0
+    assert all(any(k.startswith("types[") for k in r) for r in fake.requests)
+
+
+def test_more_than_20_types_are_filtered_here(fake: FakeStripe, store: SqliteStore) -> None:
+    add_history(fake, 18, NOW - HOUR, NOW - 10 * 60)
+    types = expand_types(("customer.*", "charge.succeeded"))
+    assert types is not None and len(types) > 20
+    recorder = Recorder()
+
+    report = make_backfill(fake, store, recorder).run(NOW - 2 * HOUR, NOW, types)
+
+    assert recorder.ids == fake.ids(types=types) and recorder.ids
+    assert report.other_types == 18 - len(recorder.ids)
+    assert not any(k.startswith("types[") for r in fake.requests for k in r)
+    # A run over other types has its own checkpoint.
+    rest = make_backfill(fake, store, Recorder()).run(NOW - 2 * HOUR, NOW)
+    assert rest.resumed_after is None and rest.published == 18 - len(recorder.ids)
+
+
+def test_a_checkpoint_stripe_does_not_know_is_ignored(fake: FakeStripe, store: SqliteStore) -> None:
+    add_history(fake, 6, NOW - HOUR, NOW - 10 * 60)
+    stale = {"since": NOW - 3 * HOUR, "event_id": "evt_of_another_account", "created": NOW}
+    store.put(CHECKPOINTS, "all", stale)
+    recorder = Recorder()
+
+    report = make_backfill(fake, store, recorder).run(NOW - 2 * HOUR, NOW)
+
+    assert report.resumed_after is None
+    assert recorder.ids == fake.ids()
+
+
+def test_an_event_of_the_wrong_mode_stops_the_run(fake: FakeStripe, store: SqliteStore) -> None:
+    fake.add("customer.created", NOW - HOUR)
+    live_only = Backfill(
+        stripe_client(API_KEY, fake.url), store, Recorder(), Settings(stage="prod", livemode=True)
+    )
+    with pytest.raises(BackfillError, match="STRIPE_API_KEY"):
+        live_only.run(NOW - 2 * HOUR, NOW)
+
+
+# The command, as `stripe-events backfill` runs it.
+
+
+@pytest.fixture
+def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
+    """The stage's own settings and store, with a recording publisher."""
+    recording = Recorder()
+
+    def with_recorder(stage: str) -> StripeEvents:
+        events = load_events(stage)
+        vars(events)["publisher"] = recording  # cached_property: what `publisher` returns
+        return events
+
+    monkeypatch.setattr(backfill, "load_events", with_recorder)
+    return recording
+
+
+@pytest.fixture
+def runner(fake: FakeStripe, tmp_path: Path) -> CliRunner:
+    env = {
+        "STRIPE_API_KEY": API_KEY,
+        "STRIPE_API_BASE": fake.url,
+        "STRIPE_EVENTS_STATE_DIR": str(tmp_path),
+    }
+    return CliRunner(env=env)
+
+
+def test_the_command_backfills_with_a_progress_bar_and_resumes(
+    fake: FakeStripe, runner: CliRunner, recorder: Recorder, tmp_path: Path
+) -> None:
+    add_history(fake, 12, NOW - HOUR, NOW - 10 * 60)
+    invoices = expand_types(("invoice.*",))
+
+    result = runner.invoke(backfill_command, ["--since", "2h", "--types", "invoice.*"])
+
+    assert result.exit_code == 0, result.output
+    assert recorder.ids == fake.ids(types=invoices)
+    assert f"published {len(recorder.ids)}," in result.stdout
+    assert "Events since" in result.stderr and "Events since" not in result.stdout
+    ledger = SqliteStore(tmp_path / "stripe-events.sqlite3")
+    assert all(ledger.seen(event_id) for event_id in recorder.ids)
+
+    since_iso = datetime.fromtimestamp(NOW - HOUR - 60, UTC).isoformat()
+    again = runner.invoke(backfill_command, ["--since", since_iso, "--types", "invoice.*"])
+    assert again.exit_code == 0, again.output
+    assert "Resumed after" in again.stdout and "published 0," in again.stdout
+    assert len(recorder.ids) == len(fake.ids(types=invoices))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--since", "31d"], "30 days"),
+        (["--since", "2 hours"], "neither a duration"),
+        (["--since", "2h", "--types", "invoice.payment_faild"], "invoice.payment_failed"),
+    ],
+)
+def test_the_command_refuses_bad_options(
+    runner: CliRunner, recorder: Recorder, fake: FakeStripe, args: list[str], message: str
+) -> None:
+    result = runner.invoke(backfill_command, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert fake.requests == []
+
+
+def test_the_command_needs_an_api_key(runner: CliRunner, recorder: Recorder) -> None:
+    result = runner.invoke(backfill_command, ["--since", "2h"], env={"STRIPE_API_KEY": None})
+    assert result.exit_code == 2
+    assert "STRIPE_API_KEY" in result.output
+
+
+def test_the_command_says_how_to_resume_when_publishing_fails(
+    fake: FakeStripe, runner: CliRunner, recorder: Recorder
+) -> None:
+    add_history(fake, 4, NOW - HOUR, NOW - 10 * 60)
+    recorder.fail_after = 2
+    result = runner.invoke(backfill_command, ["--since", "2h"])
+    assert result.exit_code == 1
+    assert "run the same command again to resume" in result.output
+    assert isinstance(result.exception, SystemExit)

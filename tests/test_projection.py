@@ -1,0 +1,458 @@
+"""apply_snapshot: the newest snapshot wins, whatever the arrival order; and re-fetching."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import stripe
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.context import Context
+from chalicelib.stripe_events.projection import apply_snapshot
+from chalicelib.stripe_events.store import Store
+from chalicelib.stripe_events.store_sqlite import SqliteStore
+
+T = 1_760_000_000
+LOG = logging.getLogger("test")
+
+
+def make_event(
+    event_type: str, created: int, event_id: str | None = None, **changes: Any
+) -> stripe.Event:
+    data = samples.sample_event(event_type, event_id=event_id, created=created, changes=changes)
+    return stripe.Event.construct_from(data, None)
+
+
+def stable_id(name: str) -> str:
+    """An event id fixed across runs, whose order says nothing about time."""
+    return "evt_" + hashlib.sha256(name.encode()).hexdigest()[:24]
+
+
+def stored(ctx: Context, collection: str, key: str) -> dict[str, Any]:
+    item = ctx.store.get(collection, key)
+    assert item is not None
+    return item
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    return Context(SqliteStore(tmp_path / "state.sqlite3"), LOG, "projection.test")
+
+
+def test_the_stored_item_is_the_object_with_its_version(ctx: Context) -> None:
+    event = make_event("invoice.payment_failed", T, id="in_A", status="open", attempt_count=2)
+    assert apply_snapshot(ctx, "invoices", event) is True
+    assert stored(ctx, "invoices", "in_A") == {
+        "object": event.data.object.to_dict(for_json=True),
+        "deleted": False,
+        "version": {
+            "created": T,
+            "rank": [1, 2, 1],
+            "event_id": event.id,
+            "event_type": "invoice.payment_failed",
+        },
+    }
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(ctx: Context) -> None:
+    new = make_event("customer.updated", T + 1, id="cus_A", email="new@example.com")
+    old = make_event("customer.updated", T, id="cus_A", email="old@example.com")
+    assert apply_snapshot(ctx, "customers", new)
+    assert not apply_snapshot(ctx, "customers", old)
+    assert stored(ctx, "customers", "cus_A")["object"]["email"] == "new@example.com"
+
+
+def test_a_redelivered_event_is_not_stored_again(ctx: Context) -> None:
+    event = make_event("customer.created", T, id="cus_A")
+    assert apply_snapshot(ctx, "customers", event)
+    assert not apply_snapshot(ctx, "customers", event)
+
+
+SAME_SECOND = [
+    pytest.param(
+        [
+            ("customer.subscription.created", {"status": "incomplete"}),
+            ("customer.subscription.updated", {"status": "active"}),
+        ],
+        id="subscription-status",
+    ),
+    pytest.param(
+        [
+            ("invoice.created", {"status": "draft"}),
+            ("invoice.finalized", {"status": "open"}),
+            ("invoice.paid", {"status": "paid"}),
+        ],
+        id="invoice-status",
+    ),
+    pytest.param(
+        [
+            ("invoice.payment_failed", {"status": "open", "attempt_count": 1}),
+            ("invoice.payment_failed", {"status": "open", "attempt_count": 2}),
+        ],
+        id="invoice-attempt-count",
+    ),
+    pytest.param(
+        [
+            ("customer.created", {"email": "first@example.com"}),
+            ("customer.updated", {"email": "second@example.com"}),
+        ],
+        id="created-before-updated",
+    ),
+    pytest.param(
+        [
+            ("customer.subscription.updated", {"status": "canceled"}),
+            ("customer.subscription.deleted", {"status": "canceled"}),
+        ],
+        id="deleted-after-updated",
+    ),
+]
+
+
+@pytest.mark.parametrize("history", SAME_SECOND)
+def test_same_second_events_are_ordered_by_the_objects_progress(
+    ctx: Context, history: list[tuple[str, dict[str, Any]]]
+) -> None:
+    # Ids ascending against the true order, so that the last resort alone would get it wrong.
+    events = [
+        make_event(t, T, event_id=f"evt_{9 - n}", id="obj_A", **changes)
+        for n, (t, changes) in enumerate(history)
+    ]
+    for n, order in enumerate(itertools.permutations(events)):
+        for event in order:
+            apply_snapshot(ctx, f"order{n}", event)
+        assert stored(ctx, f"order{n}", "obj_A")["version"]["event_id"] == events[-1].id
+
+
+def test_a_same_second_tie_nothing_else_separates_goes_to_the_greater_event_id(
+    ctx: Context,
+) -> None:
+    a = make_event("customer.updated", T, event_id="evt_a", id="cus_A", name="A")
+    b = make_event("customer.updated", T, event_id="evt_b", id="cus_A", name="B")
+    for n, order in enumerate([(a, b), (b, a)]):
+        for event in order:
+            apply_snapshot(ctx, f"order{n}", event)
+        assert stored(ctx, f"order{n}", "cus_A")["object"]["name"] == "B"
+
+
+def test_a_later_update_does_not_bring_a_deleted_object_back(ctx: Context) -> None:
+    apply_snapshot(ctx, "customers", make_event("customer.created", T, id="cus_A"))
+    assert apply_snapshot(ctx, "customers", make_event("customer.deleted", T + 10, id="cus_A"))
+    zombie = make_event("customer.updated", T + 20, id="cus_A", email="zombie@example.com")
+    assert not apply_snapshot(ctx, "customers", zombie)
+    item = stored(ctx, "customers", "cus_A")
+    assert item["deleted"] is True
+    assert item["version"]["event_type"] == "customer.deleted"
+
+
+def test_a_deletion_that_arrives_after_a_newer_update_still_deletes(ctx: Context) -> None:
+    apply_snapshot(ctx, "customers", make_event("customer.updated", T + 20, id="cus_A"))
+    assert apply_snapshot(ctx, "customers", make_event("customer.deleted", T + 10, id="cus_A"))
+    assert stored(ctx, "customers", "cus_A")["deleted"] is True
+
+
+def test_an_object_that_says_it_is_deleted_counts_as_deleted(ctx: Context) -> None:
+    event = make_event("customer.updated", T, id="cus_A", deleted=True)
+    apply_snapshot(ctx, "customers", event)
+    assert stored(ctx, "customers", "cus_A")["deleted"] is True
+
+
+def test_an_object_without_an_id_is_refused(ctx: Context) -> None:
+    event = make_event("invoice.upcoming", T, id=None)
+    with pytest.raises(ValueError, match=r"invoice\.upcoming has no id"):
+        apply_snapshot(ctx, "invoices", event)
+
+
+# -- Any order, any duplicates: the property ---------------------------------------------
+
+
+class MemoryStore:
+    """The two methods apply_snapshot uses, with the JSON round trip the real stores make.
+
+    A dict rather than SQLite keeps a few hundred hypothesis examples within a second.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get(self, collection: str, key: str) -> dict[str, Any] | None:
+        body = self.items.get((collection, key))
+        return None if body is None else dict(json.loads(body))
+
+    def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
+        self.items[(collection, key)] = json.dumps(item)
+
+
+def memory_context() -> Context:
+    return Context(cast(Store, MemoryStore()), LOG, "projection.test")
+
+
+COLLECTIONS = {"customer": "customers", "subscription": "subscriptions", "invoice": "invoices"}
+# Each object's true history, as steps in the order Stripe made them: (event type, seconds
+# after T, changes to Stripe's example object). A step with two events is a same-second
+# tie that no field tells apart; the rule keeps the greater event id.
+Step = list[tuple[str, int, dict[str, Any]]]
+HISTORIES: dict[str, list[Step]] = {
+    "cus_A": [  # created and updated in one second, then two updates in another
+        [("customer.created", 0, {"email": "ada@example.com"})],
+        [("customer.updated", 0, {"name": "Ada"})],
+        [
+            ("customer.updated", 30, {"name": "Ada Lovelace"}),
+            ("customer.updated", 30, {"name": "Ada King"}),
+        ],
+    ],
+    "cus_B": [  # updated and deleted in one second
+        [("customer.created", 0, {})],
+        [("customer.updated", 5, {"email": "bob@example.com"})],
+        [("customer.deleted", 5, {})],
+    ],
+    "sub_A": [  # later, a payment method and the payment make it active in one second
+        [("customer.subscription.created", 0, {"status": "incomplete"})],
+        [("customer.subscription.updated", 40, {"status": "incomplete", "metadata": {"a": "1"}})],
+        [("customer.subscription.updated", 40, {"status": "active"})],
+    ],
+    "sub_B": [
+        [("customer.subscription.created", 0, {"status": "incomplete"})],
+        [("customer.subscription.updated", 0, {"status": "active"})],
+        [("customer.subscription.updated", 60, {"cancel_at_period_end": True})],
+        [("customer.subscription.updated", 120, {"status": "canceled"})],
+        [("customer.subscription.deleted", 120, {"status": "canceled"})],
+    ],
+    "in_A": [  # created, finalized and paid in the subscription's first second
+        [("invoice.created", 0, {"status": "draft"})],
+        [("invoice.finalized", 0, {"status": "open"})],
+        [("invoice.paid", 0, {"status": "paid", "attempt_count": 1})],
+    ],
+    "in_B": [  # the first payment fails in the same second; the retry an hour later pays
+        [("invoice.created", 0, {"status": "draft"})],
+        [("invoice.finalized", 0, {"status": "open"})],
+        [("invoice.payment_failed", 0, {"status": "open", "attempt_count": 1})],
+        [
+            ("invoice.paid", 3600, {"status": "paid", "attempt_count": 2}),
+            ("invoice.payment_succeeded", 3600, {"status": "paid", "attempt_count": 2}),
+        ],
+    ],
+    "in_C": [  # finalized, then its payment fails in the same second
+        [("invoice.created", 0, {"status": "draft"})],
+        [("invoice.finalized", 0, {"status": "open"})],
+        [("invoice.payment_failed", 0, {"status": "open", "attempt_count": 1})],
+    ],
+}
+
+
+@dataclass
+class Delivery:
+    collection: str
+    key: str
+    event: stripe.Event
+    last_step: bool
+
+
+def deliveries() -> list[Delivery]:
+    result = []
+    for key, steps in HISTORIES.items():
+        for n, step in enumerate(steps):
+            for event_type, seconds, changes in step:
+                name = f"{key}/{n}/{event_type}/{sorted(changes.items())}"
+                event = make_event(event_type, T + seconds, stable_id(name), id=key, **changes)
+                collection = COLLECTIONS[event.data.object["object"]]
+                result.append(Delivery(collection, key, event, n == len(steps) - 1))
+    return result
+
+
+DELIVERIES = deliveries()
+
+
+@st.composite
+def arrival_orders(draw: st.DrawFn) -> list[Delivery]:
+    """Every event at least once, some more than once, in any order."""
+    every = list(range(len(DELIVERIES)))
+    again = draw(st.lists(st.sampled_from(every), max_size=len(every)))
+    return [DELIVERIES[n] for n in draw(st.permutations(every + again))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(arrival_orders())
+def test_any_order_with_duplicates_ends_in_the_state_after_the_newest_event(
+    arrivals: list[Delivery],
+) -> None:
+    ctx = memory_context()
+    for d in arrivals:
+        apply_snapshot(ctx, d.collection, d.event)
+
+    for key in HISTORIES:
+        [collection] = {d.collection for d in DELIVERIES if d.key == key}
+        newest = max(
+            (d.event for d in DELIVERIES if d.key == key and d.last_step), key=lambda e: e.id
+        )
+        assert stored(ctx, collection, key) | {"version": None} == {
+            "object": newest.data.object.to_dict(for_json=True),
+            "deleted": newest.type.endswith(".deleted"),
+            "version": None,
+        }
+        assert stored(ctx, collection, key)["version"]["event_id"] == newest.id
+
+
+# -- Re-fetching from the Stripe API ---------------------------------------------------
+
+
+@dataclass
+class FakeStripe:
+    """A tiny stand-in for api.stripe.com: GET /v1/<resource>/<id> from `objects`."""
+
+    url: str
+    objects: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    state = FakeStripe("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append((self.path, dict(self.headers)))
+            resource = self.path.split("?")[0].removeprefix("/v1/")
+            status, body = state.objects.get(resource, (404, not_found(resource)))
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def not_found(resource: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": f"No such object: '{resource}'",
+            "param": "id",
+        }
+    }
+
+
+@pytest.fixture
+def api_ctx(tmp_path: Path, fake_stripe: FakeStripe) -> Context:
+    client = stripe.StripeClient(
+        "sk_test_fake", base_addresses={"api": fake_stripe.url}, max_network_retries=0
+    )
+    return Context(SqliteStore(tmp_path / "state.sqlite3"), LOG, "projection.test", client)
+
+
+def test_refetch_stores_the_object_as_the_api_has_it_now(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    current = samples.example_objects()["subscription"] | {"id": "sub_A", "status": "past_due"}
+    fake_stripe.objects["subscriptions/sub_A"] = (200, current)
+    event = make_event("customer.subscription.updated", T, id="sub_A", status="active")
+
+    assert apply_snapshot(api_ctx, "subscriptions", event, refetch=True)
+
+    item = stored(api_ctx, "subscriptions", "sub_A")
+    assert item["object"] == current
+    assert (item["deleted"], item["version"]["event_id"]) == (False, event.id)
+    [(path, headers)] = fake_stripe.requests
+    assert path == "/v1/subscriptions/sub_A"
+    assert headers["Stripe-Version"] == samples.API_VERSION  # the shape of the snapshots
+    assert "Stripe-Account" not in headers
+
+
+def test_refetch_asks_for_the_connected_account_of_the_event(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.objects["customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
+    data = samples.sample_event("customer.updated", created=T, changes={"id": "cus_A"})
+    event = stripe.Event.construct_from(data | {"account": "acct_123"}, None)
+
+    apply_snapshot(api_ctx, "customers", event, refetch=True)
+
+    [(_, headers)] = fake_stripe.requests
+    assert headers["Stripe-Account"] == "acct_123"
+
+
+def test_refetch_of_an_object_the_api_no_longer_has_stores_it_deleted(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    event = make_event("invoice.updated", T, id="in_gone")
+    assert apply_snapshot(api_ctx, "invoices", event, refetch=True)
+    item = stored(api_ctx, "invoices", "in_gone")
+    assert item["deleted"] is True
+    assert item["object"] == event.data.object.to_dict(for_json=True)
+    assert [path for path, _ in fake_stripe.requests] == ["/v1/invoices/in_gone"]
+
+
+def test_refetch_of_a_deleted_customer_stores_it_deleted(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    stub = {"id": "cus_A", "object": "customer", "deleted": True}
+    fake_stripe.objects["customers/cus_A"] = (200, stub)
+    apply_snapshot(
+        api_ctx, "customers", make_event("customer.updated", T, id="cus_A"), refetch=True
+    )
+    assert stored(api_ctx, "customers", "cus_A") | {"version": None} == {
+        "object": stub,
+        "deleted": True,
+        "version": None,
+    }
+    # Deleted is final: a later event does not even ask the API.
+    later = make_event("customer.updated", T + 60, id="cus_A")
+    assert not apply_snapshot(api_ctx, "customers", later, refetch=True)
+    assert len(fake_stripe.requests) == 1
+
+
+def test_a_stale_event_costs_no_api_call(api_ctx: Context, fake_stripe: FakeStripe) -> None:
+    fake_stripe.objects["customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
+    apply_snapshot(api_ctx, "customers", make_event("customer.updated", T + 1, id="cus_A"))
+    stale = make_event("customer.updated", T, id="cus_A")
+    assert not apply_snapshot(api_ctx, "customers", stale, refetch=True)
+    assert fake_stripe.requests == []
+
+
+def test_an_api_failure_stores_nothing_and_raises_for_a_retry(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    error = {"error": {"type": "api_error", "message": "try again"}}
+    fake_stripe.objects["customers/cus_A"] = (500, error)
+    with pytest.raises(stripe.APIError):
+        apply_snapshot(
+            api_ctx, "customers", make_event("customer.updated", T, id="cus_A"), refetch=True
+        )
+    assert api_ctx.store.get("customers", "cus_A") is None
+
+
+def test_without_an_api_key_refetch_stores_the_snapshot(ctx: Context) -> None:
+    event = make_event("customer.updated", T, id="cus_A", email="snap@example.com")
+    assert ctx.stripe is None
+    assert apply_snapshot(ctx, "customers", event, refetch=True)
+    assert stored(ctx, "customers", "cus_A")["object"]["email"] == "snap@example.com"
+
+
+def test_refetch_names_the_object_types_it_supports(api_ctx: Context) -> None:
+    event = make_event("coupon.updated", T)
+    with pytest.raises(ValueError, match=r"refetch is not available for 'coupon'.*customer"):
+        apply_snapshot(api_ctx, "coupons", event, refetch=True)

@@ -155,14 +155,18 @@ def test_webhook_event_reaches_the_function_once(stack: Stack) -> None:
 
     assert first.payload == {"customers.save_customer": "ok"}
     store = DynamoStore(stack.table, REGION)
-    assert store.get("customers", customer_id) == {
-        "id": customer_id,
-        "email": "jenny.rosen@example.com",
-        "name": "Jenny Rösen",
-        "livemode": False,
-        "deleted": False,
-        "event_created": event["created"],
+    item = store.get("customers", customer_id)
+    assert item is not None
+    assert (item["object"]["email"], item["object"]["name"]) == (
+        "jenny.rosen@example.com",
+        "Jenny Rösen",
+    )
+    assert item["deleted"] is False
+    assert item["version"] == {
+        "created": event["created"],
+        "rank": [1, 0, 0],
         "event_id": event["id"],
+        "event_type": "customer.created",
     }
     outcomes = store.outcomes(event["id"])
     assert set(outcomes) == {"customers.save_customer"}

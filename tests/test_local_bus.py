@@ -33,7 +33,7 @@ def test_an_event_reaches_its_resource_function(local_app: ModuleType) -> None:
     event = samples.sample_event("customer.created", changes={"id": "cus_LOCAL"})
     assert post(local_app, event) == 200
     store = local_app.events.store
-    assert store.get("customers", "cus_LOCAL")["id"] == "cus_LOCAL"
+    assert store.get("customers", "cus_LOCAL")["object"]["id"] == "cus_LOCAL"
     [entry] = store.recent(5)
     assert entry.id == event["id"]
     assert {n: o.status for n, o in entry.handlers.items()} == {"customers.save_customer": "ok"}

@@ -1,8 +1,13 @@
-"""Customers: keep the latest known record of each Stripe customer.
+"""Customers: keep the newest known record of each Stripe customer.
 
-This is the worked example to copy: a Router, one function per kind of change, and
-plain data in the store. No AWS and no Chalice here; the tests call these functions
-directly with events built from Stripe's example objects.
+This is the worked example to copy: a Router, a function per kind of change, and plain
+data in the store. No AWS and no Chalice here; the tests call these functions directly
+with events built from Stripe's example objects.
+
+Events arrive in any order and sometimes twice. `apply_snapshot` keeps the newest
+snapshot under the customer's id, as `{"object": …, "deleted": …, "version": …}`, and
+keeps a deleted customer deleted. Pass `refetch=True` to store the customer as the
+Stripe API has it now instead (when STRIPE_API_KEY is set).
 """
 
 from __future__ import annotations
@@ -10,53 +15,14 @@ from __future__ import annotations
 import stripe
 
 from chalicelib.stripe_events import Context, Router
+from chalicelib.stripe_events.projection import apply_snapshot
 
 router = Router("customers")
 
 COLLECTION = "customers"
 
 
-def _is_older(event: stripe.Event, stored: dict[str, object] | None) -> bool:
-    """Events arrive in any order: never let an older snapshot replace a newer one."""
-    if stored is None:
-        return False
-    seen = stored.get("event_created")
-    return isinstance(seen, int) and event.created < seen
-
-
-@router.on("customer.created", "customer.updated")
+@router.on("customer.created", "customer.updated", "customer.deleted")
 def save_customer(event: stripe.Event, ctx: Context) -> None:
-    customer = event.data.object
-    stored = ctx.store.get(COLLECTION, customer["id"])
-    if _is_older(event, stored) or (stored or {}).get("deleted"):
-        ctx.log.info("ignored stale %s for %s", event.type, customer["id"])
-        return
-    ctx.store.put(
-        COLLECTION,
-        customer["id"],
-        {
-            "id": customer["id"],
-            "email": customer["email"],
-            "name": customer["name"],
-            "livemode": event.livemode,
-            "deleted": False,
-            "event_created": event.created,
-            "event_id": event.id,
-        },
-    )
-
-
-@router.on("customer.deleted")
-def delete_customer(event: stripe.Event, ctx: Context) -> None:
-    customer = event.data.object
-    # A deletion is final: keep a tombstone so that a late update cannot revive it.
-    ctx.store.put(
-        COLLECTION,
-        customer["id"],
-        {
-            "id": customer["id"],
-            "deleted": True,
-            "event_created": event.created,
-            "event_id": event.id,
-        },
-    )
+    if not apply_snapshot(ctx, COLLECTION, event):
+        ctx.log.info("kept the stored customer: %s %s is not newer", event.type, event.id)

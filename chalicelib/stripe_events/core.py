@@ -64,6 +64,7 @@ class StripeEvents:
             lambda: self.payloads,
             retention_days=self.settings.idempotency_days,
             stripe_client=client,
+            stripe_live="_live_" in self.settings.api_key,
         )
 
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:

@@ -47,12 +47,14 @@ class Dispatcher:
         *,
         retention_days: int = 35,
         stripe_client: stripe.StripeClient | None = None,
+        stripe_live: bool = False,
     ) -> None:
         self.store = store
         self.idempotency = idempotency
         self.payloads = payloads
         self.retention_days = retention_days
         self.stripe_client = stripe_client
+        self.stripe_live = stripe_live  # the mode of the client's key
 
     def dispatch(
         self, router: Router, detail: dict[str, Any] | str, lambda_context: Any = None
@@ -104,7 +106,9 @@ class Dispatcher:
             nonlocal ran
             ran = True
             logger = logging.getLogger(f"stripe_events.{handler.name}")
-            handler.func(event, Context(self.store, logger, handler.name, self.stripe_client))
+            # A test key cannot see live objects, nor the reverse: a 404 would mean nothing.
+            client = self.stripe_client if self.stripe_live == event.livemode else None
+            handler.func(event, Context(self.store, logger, handler.name, client))
             return {"status": "ok"}
 
         attempts = 1 if before is None else before.attempts + 1

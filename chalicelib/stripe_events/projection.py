@@ -1,0 +1,161 @@
+"""Projections: keep the newest snapshot of each Stripe object, whatever the arrival order.
+
+Stripe delivers events at least once and in no particular order. A resource module that
+keeps "the current customer" hands each event to `apply_snapshot`, which stores the
+event's object under its id only when it is newer than the stored one:
+
+    @router.on("customer.created", "customer.updated", "customer.deleted")
+    def save_customer(event: stripe.Event, ctx: Context) -> None:
+        apply_snapshot(ctx, "customers", event)
+
+The stored item is plain JSON:
+
+    {"object": {...the object, as in the event...},
+     "deleted": false,
+     "version": {"created": 1760000000, "rank": [3, 1, 1],
+                 "event_id": "evt_...", "event_type": "invoice.paid"}}
+
+Which snapshot is newer: compare these, in order; the first difference decides.
+
+1. Deletion. A `*.deleted` event (or an object with `"deleted": true`) beats every other
+   event, whenever either was sent. A deleted object stays deleted: a late update does not
+   bring it back, and a deletion that arrives after a newer update still deletes.
+2. The event's `created`, in seconds.
+3. Within one second, the object's status, where an object can only move forward:
+   invoice draft < open < uncollectible < paid = void; subscription incomplete < any
+   other < canceled = incomplete_expired; payment_intent any < succeeded = canceled;
+   checkout.session open < complete = expired (`STATUS_RANK`).
+4. Then counters that only grow: an invoice's `attempt_count` (`COUNTERS`).
+5. Then the event type: `*.created` < any other type < `*.deleted`.
+6. Last, the event id, as a string. Stripe gives ids no order, so this choice is
+   arbitrary, but it is the same in every arrival order and on every retry.
+
+A redelivered event compares equal to itself, so it is not stored again.
+
+Limits:
+- Two changes in one second that steps 3 to 5 cannot tell apart (two
+  `customer.updated`, or `customer.subscription.updated` while a subscription stays
+  `active`) are ordered by event id, which may keep the older one until the next
+  change. `refetch=True` narrows this but does not close it: a fetch made between the
+  two changes is kept if its event has the greater id.
+- Only one object is ordered: a subscription and its invoice are separate items, and
+  nothing orders events of one against the other.
+- Read and write are not one atomic step: two functions that handle events of the same
+  object at the same moment can both read the old item, and the last write wins.
+- Statuses that move back and forth (a subscription's active and past_due) do not
+  order anything; only the ones listed in `STATUS_RANK` do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import stripe
+
+from chalicelib.stripe_events.context import Context
+
+# Per object type, statuses an object cannot leave for a lower one. Unlisted statuses
+# rank 1, equal to each other, because objects move back and forth among them.
+STATUS_RANK: dict[str, dict[str, int]] = {
+    "invoice": {"draft": 0, "open": 1, "uncollectible": 2, "paid": 3, "void": 3},
+    "subscription": {"incomplete": 0, "canceled": 2, "incomplete_expired": 2},
+    "payment_intent": {"succeeded": 2, "canceled": 2},
+    "checkout.session": {"open": 0, "complete": 2, "expired": 2},
+}
+# Per object type, an integer field that never decreases over the object's life.
+COUNTERS: dict[str, str] = {"invoice": "attempt_count"}
+LIFECYCLE_RANK = {"created": 0, "deleted": 2}
+
+
+class _Retrievable(Protocol):
+    def retrieve(
+        self, id: str, /, params: None = None, options: stripe.RequestOptions | None = None
+    ) -> stripe.StripeObject: ...
+
+
+# The API service that retrieves each object type, for `refetch=True`.
+SERVICES: dict[str, Callable[[stripe.StripeClient], _Retrievable]] = {
+    "customer": lambda client: client.v1.customers,
+    "subscription": lambda client: client.v1.subscriptions,
+    "invoice": lambda client: client.v1.invoices,
+    "payment_intent": lambda client: client.v1.payment_intents,
+    "charge": lambda client: client.v1.charges,
+    "checkout.session": lambda client: client.v1.checkout.sessions,
+    "product": lambda client: client.v1.products,
+    "price": lambda client: client.v1.prices,
+}
+
+
+def apply_snapshot(
+    ctx: Context, collection: str, event: stripe.Event, *, refetch: bool = False
+) -> bool:
+    """Store the event's object under its id if it is newer than the stored one.
+
+    Returns whether it was stored. With `refetch=True` and a Stripe client in the context
+    (STRIPE_API_KEY is set), the object is retrieved from the API, with the event's API
+    version and account, and stored instead of the snapshot; when the API no longer has it
+    (404) or returns it deleted, it is stored as deleted. The stored version stays the
+    event's, so a newer event fetches again; a stale event costs no API call.
+    """
+    obj = event.data.object.to_dict(for_json=True)
+    key = obj.get("id")
+    if not isinstance(key, str):
+        raise ValueError(f"the object of {event.type} has no id to store it under")
+    deleted = event.type.endswith(".deleted") or obj.get("deleted") is True
+    version = _version(event, obj)
+    stored = ctx.store.get(collection, key)
+    if stored is not None and _order(deleted, version) <= _order(
+        stored["deleted"], stored["version"]
+    ):
+        return False
+    if refetch and ctx.stripe is not None:
+        obj, gone = _retrieve(ctx.stripe, event, obj)
+        deleted = deleted or gone
+    ctx.store.put(collection, key, {"object": obj, "deleted": deleted, "version": version})
+    return True
+
+
+def _version(event: stripe.Event, obj: Mapping[str, Any]) -> dict[str, Any]:
+    object_type = obj.get("object", "")
+    status = STATUS_RANK.get(object_type, {}).get(obj.get("status", ""), 1)
+    counter = obj.get(COUNTERS.get(object_type, ""))
+    action = event.type.rpartition(".")[2]
+    return {
+        "created": event.created,
+        "rank": [status, counter if isinstance(counter, int) else 0, LIFECYCLE_RANK.get(action, 1)],
+        "event_id": event.id,
+        "event_type": event.type,
+    }
+
+
+def _order(deleted: bool, version: Mapping[str, Any]) -> tuple[bool, int, tuple[int, ...], str]:
+    return (deleted, version["created"], tuple(version["rank"]), version["event_id"])
+
+
+def _retrieve(
+    client: stripe.StripeClient, event: stripe.Event, obj: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """The object as the API has it now, and whether it is gone."""
+    service = SERVICES.get(obj.get("object", ""))
+    if service is None:
+        raise ValueError(
+            f"refetch is not available for {obj.get('object')!r} objects; "
+            f"add its service to SERVICES (there are: {', '.join(sorted(SERVICES))})"
+        )
+    # The event's API version gives the re-fetched object the same shape as the snapshots
+    # stored from other events; a connected account's objects are only visible through it.
+    options: stripe.RequestOptions = {}
+    if event.api_version:
+        options["stripe_version"] = event.api_version
+    account = getattr(event, "account", None)
+    if account:
+        options["stripe_account"] = account
+    try:
+        current = service(client).retrieve(obj["id"], options=options)
+    except stripe.InvalidRequestError as error:
+        if error.http_status == 404:
+            return obj, True
+        raise
+    fetched = current.to_dict(for_json=True)
+    return fetched, fetched.get("deleted") is True

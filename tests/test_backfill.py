@@ -39,6 +39,7 @@ from chalicelib.stripe_events.core import StripeEvents
 from chalicelib.stripe_events.envelope import Entry
 from chalicelib.stripe_events.errors import PublishFailed
 from chalicelib.stripe_events.ledger import utc_now
+from chalicelib.stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, entry_size
 from chalicelib.stripe_events.settings import Settings
 from chalicelib.stripe_events.stages import load_events
 from chalicelib.stripe_events.store_sqlite import SqliteStore
@@ -418,6 +419,23 @@ def test_more_than_20_types_are_filtered_here(fake: FakeStripe, store: SqliteSto
     assert rest.resumed_after is None and rest.published == 18 - len(recorder.ids)
 
 
+def test_an_event_too_large_for_eventbridge_is_published_as_a_reference(
+    fake: FakeStripe, store: SqliteStore, tmp_path: Path
+) -> None:
+    event = fake.add("invoice.paid", NOW - HOUR)
+    bodies = LocalPayloadStore(tmp_path / "bodies")
+    recorder = Recorder()
+    small_entries = Settings(stage="test", max_entry_bytes=1024)
+    Backfill(
+        stripe_client(API_KEY, fake.url), store, recorder, small_entries, payloads=lambda: bodies
+    ).run(NOW - 2 * HOUR, NOW)
+
+    [entry] = recorder.entries
+    detail = json.loads(entry["Detail"])
+    assert entry_size(entry) <= 1024 and detail["id"] == event["id"]
+    assert json.loads(bodies.load(detail[PAYLOAD_KEY])) == event
+
+
 def test_a_checkpoint_stripe_does_not_know_is_ignored(fake: FakeStripe, store: SqliteStore) -> None:
     add_history(fake, 6, NOW - HOUR, NOW - 10 * 60)
     stale = {"since": NOW - 3 * HOUR, "event_id": "evt_of_another_account", "created": NOW}
@@ -492,7 +510,7 @@ def test_the_command_backfills_with_a_progress_bar_and_resumes(
     ("args", "message"),
     [
         (["--since", "31d"], "30 days"),
-        (["--since", "2 hours"], "neither a duration"),
+        (["--since", "2 hours"], "Invalid value for --since"),
         (["--since", "2h", "--types", "invoice.payment_faild"], "invoice.payment_failed"),
     ],
 )

@@ -18,6 +18,7 @@ from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.bus import Publisher
 from chalicelib.stripe_events.envelope import Entry
 from chalicelib.stripe_events.errors import PublishFailed
+from chalicelib.stripe_events.store_sqlite import SqliteStore
 from tests.helpers import ROOT, SECRET, load_app, local_stage_env, sign, signed_headers
 
 URL = "/stripe/webhook"
@@ -56,7 +57,9 @@ def webhook(tmp_path: Path) -> Iterator[Factory]:
         base.update(STRIPE_WEBHOOK_SECRET=SECRET, STRIPE_EVENTS_STATE_DIR=str(tmp_path))
         module = load_app({**base, **env})
         publisher = RecordingPublisher()
-        module.events.__dict__["publisher"] = publisher  # replaces the cached LocalBus
+        # Replace the cached LocalBus and store: whatever the bus, nothing leaves the machine.
+        module.events.__dict__["publisher"] = publisher
+        module.events.__dict__["store"] = SqliteStore(tmp_path / "ledger.sqlite3")
         return Webhook(
             module, Client(module.app, stage_name="local", project_dir=str(ROOT)), publisher
         )
@@ -268,3 +271,33 @@ def test_answers_never_contain_the_secret_or_the_payload(webhook: Factory) -> No
         text = response.body.decode()
         assert SECRET not in text
         assert MARKER not in text
+
+
+def test_a_repeated_delivery_is_acknowledged_and_not_published_again(webhook: Factory) -> None:
+    hook = webhook()
+    body = event_body()
+    event_id = json.loads(body)["id"]
+    assert hook.post(body, signed_headers(body)) == (200, {"received": True, "id": event_id})
+    again = hook.post(body, signed_headers(body))
+    assert again == (200, {"received": True, "id": event_id, "duplicate": True})
+    assert len(hook.publisher.entries) == 1
+
+
+def test_a_failed_publish_is_not_recorded_so_the_retry_publishes(webhook: Factory) -> None:
+    hook = webhook()
+    body = event_body()
+    hook.publisher.fail = True
+    assert hook.post(body, signed_headers(body))[0] == 503
+    assert hook.module.events.store.event(json.loads(body)["id"]) is None
+    hook.publisher.fail = False
+    assert hook.post(body, signed_headers(body))[1].get("duplicate") is None
+    assert len(hook.publisher.entries) == 1
+
+
+def test_a_stage_without_its_table_answers_503_not_configured(tmp_path: Path) -> None:
+    env = {**local_stage_env(), "STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_EVENTS_BUS": "default"}
+    module = load_app({**env, "STRIPE_EVENTS_TABLE": ""})
+    client = Client(module.app, stage_name="local", project_dir=str(ROOT))
+    body = event_body()
+    response = client.http.post(URL, headers=signed_headers(body), body=body)
+    assert (response.status_code, json.loads(response.body)["error"]) == (503, "not_configured")

@@ -16,9 +16,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.stripe_events.envelope import Entry
+from chalicelib.stripe_events.envelope import Entry, EventHeader
 from chalicelib.stripe_events.errors import PublishFailed
+from chalicelib.stripe_events.ledger import utc_now
 from chalicelib.stripe_events.pattern import matches
+from chalicelib.stripe_events.payloads import PayloadStore, entry_size, shrink
+from chalicelib.stripe_events.store import Store
 
 if TYPE_CHECKING:
     from chalice.app import Chalice
@@ -34,6 +37,29 @@ class Publisher(ABC):
     @abstractmethod
     def publish(self, entry: Entry) -> None:
         """Publish one entry, or raise PublishFailed."""
+
+
+def publish_event(
+    entry: Entry,
+    header: EventHeader,
+    publisher: Publisher,
+    store: Store,
+    payloads: Callable[[], PayloadStore] | None,
+    max_entry_bytes: int,
+) -> None:
+    """Put one event on the bus, as the webhook, replay and backfill all do; then record it.
+
+    An entry too large for EventBridge carries a reference; the body goes to `payloads`.
+    The ledger write is best effort: once the event is on the bus, failing the caller
+    would only make Stripe send it again.
+    """
+    if payloads is not None and entry_size(entry) > max_entry_bytes:
+        entry = shrink(entry, header, payloads(), max_entry_bytes)
+    publisher.publish(entry)
+    try:
+        store.record_published(header.id, header.type, header.created, utc_now())
+    except Exception:
+        log.exception("published %s but could not record it in the ledger", header.id)
 
 
 class EventBridgePublisher(Publisher):

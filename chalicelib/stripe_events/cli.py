@@ -16,6 +16,8 @@ import click
 from click.decorators import FC
 
 from chalicelib.stripe_events import catalog, samples
+from chalicelib.stripe_events.backfill import backfill_command
+from chalicelib.stripe_events.bus import publish_event
 from chalicelib.stripe_events.durations import parse_since
 from chalicelib.stripe_events.envelope import parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed
@@ -207,9 +209,17 @@ def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
             "STRIPE_API_KEY to fetch it from Stripe, or use `stripe-events backfill`"
         )
         return False
-    entry_to_publish = to_entry(body, parse_event(body, None), events.settings)
+    header = parse_event(body, None)
+    entry_to_publish = to_entry(body, header, events.settings)
     try:
-        events.publisher.publish(entry_to_publish)
+        publish_event(
+            entry_to_publish,
+            header,
+            events.publisher,
+            events.store,
+            lambda: events.payloads,
+            events.settings.max_entry_bytes,
+        )
     except PublishFailed as error:
         click.echo(f"{entry.id}: not published: {error}")
         return False
@@ -252,3 +262,6 @@ def replay(event_id: str | None, failed: bool, since: str | None, stage: str) ->
     click.echo(f"replayed {replayed} of {len(entries)} event(s)")
     if replayed < len(entries):
         sys.exit(1)
+
+
+main.add_command(backfill_command)

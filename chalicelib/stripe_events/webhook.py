@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint, Response
 
+from chalicelib.stripe_events.bus import publish_event
 from chalicelib.stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed, Rejected
-from chalicelib.stripe_events.ledger import utc_now
-from chalicelib.stripe_events.payloads import entry_size, shrink
 from chalicelib.stripe_events.settings import SettingsError
 from chalicelib.stripe_events.signature import verify
 
@@ -67,14 +66,6 @@ def already_published(store: Callable[[], Store], event_id: str) -> bool:
     return entry is not None and entry.published_at is not None
 
 
-def record_published(store: Callable[[], Store], header: EventHeader) -> None:
-    try:
-        store().record_published(header.id, header.type, header.created, utc_now())
-    except Exception:
-        # The event is on the bus already: answer 200 all the same, or Stripe would resend it.
-        log.exception("published %s but could not record it in the ledger", header.id)
-
-
 def webhook_blueprint(
     settings: Settings,
     publisher: Callable[[], Publisher],
@@ -107,11 +98,17 @@ def webhook_blueprint(
             log.info("duplicate delivery of %s %s: already published", header.type, header.id)
             return _json(200, {"received": True, "id": header.id, "duplicate": True})
         try:
-            if entry_size(entry) > settings.max_entry_bytes:
-                # Too large for EventBridge: publish a reference; the body is kept aside.
-                entry = shrink(entry, header, payloads(), settings.max_entry_bytes)
-            publisher().publish(entry)
-        except (PublishFailed, SettingsError) as failed:
+            publish_event(entry, header, publisher(), store(), payloads, settings.max_entry_bytes)
+        except SettingsError as error:
+            log.error("event %s %s not published: %s", header.id, header.type, error)
+            return _json(
+                503,
+                {
+                    "error": "not_configured",
+                    "message": "The webhook is not fully configured; its logs say what is missing.",
+                },
+            )
+        except PublishFailed as failed:
             log.error("event %s %s not published: %s", header.id, header.type, failed)
             return _json(
                 503,
@@ -120,7 +117,6 @@ def webhook_blueprint(
                     "message": "The event could not be published now; Stripe will retry.",
                 },
             )
-        record_published(store, header)
         log.info("published %s %s", header.type, header.id)
         return _json(200, {"received": True, "id": header.id})
 

@@ -1,0 +1,435 @@
+"""Backfill: publish the events that Stripe created but our webhook never received.
+
+Stripe's Events API lists the last 30 days of events, newest first. A backfill reads a
+window of it oldest first, so that handlers see events in the order Stripe made them,
+and publishes each event the ledger has never seen, exactly as the webhook would. The
+ledger makes a run idempotent; a checkpoint in the store lets the next run start where
+the last one stopped instead of reading the whole window again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+
+import click
+import stripe
+from stripe.params import EventListParams
+
+from chalicelib.stripe_events import catalog, envelope
+from chalicelib.stripe_events.bus import Publisher, publish_event
+from chalicelib.stripe_events.durations import parse_since
+from chalicelib.stripe_events.errors import PublishFailed, Rejected
+from chalicelib.stripe_events.ledger import utc_now
+from chalicelib.stripe_events.payloads import PayloadStore
+from chalicelib.stripe_events.settings import Settings, SettingsError
+from chalicelib.stripe_events.stages import load_events
+from chalicelib.stripe_events.store import Store
+
+log = logging.getLogger("stripe_events.backfill")
+
+MAX_WINDOW_SECONDS = 30 * 86400  # what the Events API keeps
+PAGE_SIZE = 100  # the most Stripe returns per page
+MAX_TYPES_PER_REQUEST = 20  # Stripe's limit for the `types` filter
+# The list may show an event a little after its `created` second. The checkpoint never
+# moves past events younger than this, so that a later run still reads such stragglers.
+SETTLE_SECONDS = 300
+# The SDK retries 429 only when Stripe sends `Stripe-Should-Retry: true`; a plain rate
+# limit comes back as RateLimitError, and we wait and retry it ourselves.
+RATE_LIMIT_RETRIES = 8
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 30.0
+# Connection errors, 409, 5xx and `Stripe-Should-Retry: true`: the SDK's own retries.
+NETWORK_RETRIES = 3
+FIRST_PROBE_SECONDS = 60
+CHECKPOINTS = "backfill_checkpoints"
+API_BASE_VARIABLE = "STRIPE_API_BASE"
+
+T = TypeVar("T")
+
+
+class BackfillError(Exception):
+    """The backfill cannot start or go on; the message says why and what to do."""
+
+
+def check_window(since: int, until: int) -> None:
+    if since > until:
+        raise BackfillError(f"--since {iso(since)} is in the future; nothing to backfill.")
+    if until - since > MAX_WINDOW_SECONDS:
+        days = (until - since) / 86400
+        raise BackfillError(
+            f"Stripe's Events API keeps only the last 30 days of events, and this window "
+            f"reaches back {days:.1f} days (to {iso(since)}). Use --since 30d or less."
+        )
+
+
+def expand_types(patterns: list[str] | tuple[str, ...]) -> frozenset[str] | None:
+    """The event types that `patterns` name (types, `prefix.*`, commas allowed); None: all."""
+    names = [name.strip() for pattern in patterns for name in pattern.split(",")]
+    names = [name for name in names if name]
+    if not names or catalog.WILDCARD in names:
+        return None
+    return frozenset(t for name in names for t in catalog.expand(name))
+
+
+def iso(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stripe_client(api_key: str, api_base: str | None = None) -> stripe.StripeClient:
+    """A client for the Events API; `api_base` points it at stripe-mock or a test server."""
+    return stripe.StripeClient(
+        api_key,
+        base_addresses={"api": api_base} if api_base else None,
+        max_network_retries=NETWORK_RETRIES,
+    )
+
+
+@dataclass
+class Progress:
+    """How far a run has got; the progress callback receives it after every event."""
+
+    since: int
+    until: int
+    position: int  # `created` of the last event read: events are read oldest first
+    read: int = 0
+    published: int = 0
+    already_seen: int = 0
+    other_types: int = 0
+    resumed_after: str | None = None  # the checkpoint's event, when the run resumed
+    checkpoint: str | None = None  # the last event saved as the checkpoint
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Every event from `since` up to and including `event_id` has been handled."""
+
+    since: int
+    event_id: str
+    created: int
+
+    def covers(self, since: int) -> bool:
+        return self.since <= since <= self.created
+
+
+def checkpoint_key(types: frozenset[str] | None) -> str:
+    # A run over `invoice.*` says nothing about other types, so each selection has its own.
+    if types is None:
+        return "all"
+    return "types-" + hashlib.sha256(",".join(sorted(types)).encode()).hexdigest()[:16]
+
+
+class Backfill:
+    """Reads a window of the Events API and publishes what the ledger lacks.
+
+    `payloads` keeps the bodies of events too large for an EventBridge entry, as the
+    webhook does; without it, every entry is published whatever its size.
+    """
+
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        store: Store,
+        publisher: Publisher,
+        settings: Settings,
+        *,
+        payloads: Callable[[], PayloadStore] | None = None,
+        page_size: int = PAGE_SIZE,
+        settle_seconds: int = SETTLE_SECONDS,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.payloads = payloads
+        self.page_size = page_size
+        self.settle_seconds = settle_seconds
+        self.rate_limit_retries = rate_limit_retries
+        self.sleep = sleep
+
+    def run(
+        self,
+        since: int,
+        until: int,
+        types: frozenset[str] | None = None,
+        *,
+        resume: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> Progress:
+        """Publish, oldest first, every event created in [since, until] the ledger lacks."""
+        check_window(since, until)
+        report = Progress(since, until, position=since)
+        filters = self._type_filter(types)
+        window: EventListParams = {
+            **filters,
+            "limit": self.page_size,
+            "created": {"gte": since, "lte": until},
+        }
+        key = checkpoint_key(types)
+        checkpoint = self._usable_checkpoint(key, since) if resume else None
+        if checkpoint is not None:
+            report.resumed_after = checkpoint.event_id
+            events = self._paged(window, "ending_before", checkpoint.event_id)
+        else:
+            events = self._from_window_start(window, filters, since, until)
+        covered_from = checkpoint.since if checkpoint else since
+        done: stripe.Event | None = None
+        try:
+            for event in events:
+                self._handle(event, types, report)
+                if event.created <= until - self.settle_seconds:
+                    done = event
+                if done is not None and report.read % self.page_size == 0:
+                    self._save_checkpoint(key, covered_from, done, report)
+                if progress is not None:
+                    progress(report)
+        finally:
+            # Also on failure or Ctrl-C: the next run starts after the last event handled.
+            if done is not None:
+                self._save_checkpoint(key, covered_from, done, report)
+        return report
+
+    def _handle(self, event: stripe.Event, types: frozenset[str] | None, report: Progress) -> None:
+        report.read += 1
+        report.position = max(report.position, event.created)
+        if types is not None and event.type not in types:
+            report.other_types += 1
+            return
+        if self.store.seen(event.id):
+            report.already_seen += 1
+            return
+        text = json.dumps(event.to_dict(for_json=True), separators=(",", ":"))
+        try:
+            header = envelope.parse_event(text, self.settings.livemode)
+        except Rejected as error:
+            raise BackfillError(
+                f"Stripe lists {event.id}, but stage {self.settings.stage!r} would reject it: "
+                f"{error.message} Is STRIPE_API_KEY the key of the right mode?"
+            ) from None
+        entry = envelope.to_entry(text, header, self.settings)
+        publish_event(
+            entry, header, self.publisher, self.store, self.payloads, self.settings.max_entry_bytes
+        )
+        report.published += 1
+
+    def _type_filter(self, types: frozenset[str] | None) -> EventListParams:
+        # Beyond Stripe's 20 names, list everything and filter here: one stream keeps
+        # Stripe's own order and needs one cursor, where several requests would need a
+        # merge with no rule for same-second ties, and a cursor each.
+        if types is not None and len(types) <= MAX_TYPES_PER_REQUEST:
+            return {"types": sorted(types)}
+        return {}
+
+    def _from_window_start(
+        self, window: EventListParams, filters: EventListParams, since: int, until: int
+    ) -> Iterator[stripe.Event]:
+        # `ending_before` pages towards newer events, but needs an event to start from:
+        # the newest one before the window, if Stripe still lists one.
+        before: EventListParams = {**filters, "limit": 1, "created": {"lt": since}}
+        page = self._retrying(lambda: self.client.v1.events.list(before))
+        if page.data:
+            yield from self._paged(window, "ending_before", page.data[0].id)
+            return
+        first = self._oldest_in_window(filters, since, until)
+        if first is not None:
+            yield first
+            yield from self._paged(window, "ending_before", first.id)
+
+    def _oldest_in_window(
+        self, filters: EventListParams, since: int, until: int
+    ) -> stripe.Event | None:
+        # Nothing older is listed (a window of 30 days, or a new account). Find the oldest
+        # event by reading newest first over a slice of the window's start that doubles
+        # until it holds an event, so that at most about twice the events before the first
+        # one are read, and no list of ids is held in memory.
+        span = FIRST_PROBE_SECONDS
+        while True:  # bounded: the slice doubles until it covers the whole window
+            end = min(since + span, until + 1)
+            probe: EventListParams = {
+                **filters,
+                "limit": self.page_size,
+                "created": {"gte": since, "lt": end},
+            }
+            oldest = None
+            for event in self._paged(probe, "starting_after", None):
+                oldest = event
+            if oldest is not None or end > until:
+                return oldest
+            span *= 2
+
+    def _paged(
+        self,
+        params: EventListParams,
+        direction: Literal["ending_before", "starting_after"],
+        cursor: str | None,
+    ) -> Iterator[stripe.Event]:
+        """The SDK's auto-pagination, started again after the last event read on a 429.
+
+        With `ending_before`, the SDK pages towards newer events and reverses each page,
+        so events come oldest first.
+        """
+        failures = 0
+        while True:  # bounded: a pass reads to the end, or _back_off gives up on 429s
+            query = params.copy()
+            if cursor is not None and direction == "ending_before":
+                query["ending_before"] = cursor
+            elif cursor is not None:
+                query["starting_after"] = cursor
+            try:
+                for event in self.client.v1.events.list(query).auto_paging_iter():
+                    cursor = event.id
+                    failures = 0
+                    yield event
+                return
+            except stripe.RateLimitError as error:
+                failures += 1
+                self._back_off(failures, error)
+
+    def _retrying(self, request: Callable[[], T]) -> T:
+        failures = 0
+        while True:  # bounded: _back_off raises after rate_limit_retries
+            try:
+                return request()
+            except stripe.RateLimitError as error:
+                failures += 1
+                self._back_off(failures, error)
+
+    def _back_off(self, failures: int, error: stripe.RateLimitError) -> None:
+        if failures > self.rate_limit_retries:
+            raise BackfillError(
+                f"Stripe kept answering 429 (rate limited) after {self.rate_limit_retries} "
+                "retries. Run the same command again later: it resumes."
+            ) from error
+        delay = min(MAX_BACKOFF_SECONDS, FIRST_BACKOFF_SECONDS * 2 ** (failures - 1))
+        delay *= 0.5 + random.random() / 2  # jitter: other clients share the rate limit
+        retry_after = _retry_after(error)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        log.warning("Stripe answered 429; retry %d in %.1f s", failures, delay)
+        self.sleep(delay)
+
+    def _usable_checkpoint(self, key: str, since: int) -> Checkpoint | None:
+        checkpoint = _checkpoint_from(self.store.get(CHECKPOINTS, key))
+        if checkpoint is None or not checkpoint.covers(since):
+            return None
+        try:
+            self._retrying(lambda: self.client.v1.events.retrieve(checkpoint.event_id))
+        except stripe.InvalidRequestError as error:
+            # A key of another account or mode has never seen that event: start afresh.
+            if error.http_status != 404:
+                raise
+            log.warning("checkpoint %s is not listed by Stripe; ignoring it", checkpoint.event_id)
+            return None
+        return checkpoint
+
+    def _save_checkpoint(self, key: str, since: int, event: stripe.Event, report: Progress) -> None:
+        if report.checkpoint == event.id:
+            return
+        item = {"since": since, "event_id": event.id, "created": event.created, "at": utc_now()}
+        self.store.put(CHECKPOINTS, key, item)
+        report.checkpoint = event.id
+
+
+def _checkpoint_from(item: dict[str, Any] | None) -> Checkpoint | None:
+    if item is None:
+        return None
+    since, event_id, created = item.get("since"), item.get("event_id"), item.get("created")
+    if isinstance(since, int) and isinstance(event_id, str) and isinstance(created, int):
+        return Checkpoint(since, event_id, created)
+    return None
+
+
+def _retry_after(error: stripe.RateLimitError) -> float | None:
+    value = (error.headers or {}).get("retry-after") or (error.headers or {}).get("Retry-After")
+    try:
+        return None if value is None else min(float(value), MAX_BACKOFF_SECONDS)
+    except ValueError:
+        return None
+
+
+@click.command("backfill")
+@click.option(
+    "--since",
+    required=True,
+    metavar="2h|3d|ISO",
+    help="How far back: 30m, 2h, 3d (at most 30d), or an ISO 8601 time.",
+)
+@click.option(
+    "--types",
+    multiple=True,
+    metavar="TYPES",
+    help="Only these event types or prefix.* patterns; repeat, or separate with commas.",
+)
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint of an earlier run.")
+@click.option("--stage", default="local", show_default=True, help="Stage in .chalice/config.json.")
+def backfill_command(since: str, types: tuple[str, ...], restart: bool, stage: str) -> None:
+    """Publish, oldest first, the events since then that the ledger has never seen.
+
+    Reads Stripe's Events API with STRIPE_API_KEY (STRIPE_API_BASE points it elsewhere,
+    such as stripe-mock). Safe to run again: it skips what the ledger has, and resumes
+    after the last event an earlier run handled.
+    """
+    until = int(time.time())
+    try:
+        start = int(parse_since(since, datetime.fromtimestamp(until, UTC)).timestamp())
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--since") from None
+    try:
+        check_window(start, until)
+        selected = expand_types(types)
+        events = load_events(stage)
+    except (BackfillError, catalog.UnknownEventType, SettingsError) as error:
+        raise click.UsageError(str(error)) from None
+    if not events.settings.api_key:
+        raise click.UsageError(
+            "Set STRIPE_API_KEY to a key that can read events (a restricted key with "
+            "read access to Events is enough)."
+        )
+    client = stripe_client(events.settings.api_key, os.environ.get(API_BASE_VARIABLE) or None)
+    backfill = Backfill(
+        client, events.store, events.publisher, events.settings, payloads=lambda: events.payloads
+    )
+    length = max(until - start, 1)
+
+    def label(report: Progress | None) -> str | None:
+        return None if report is None else f"{report.published} published"
+
+    with click.progressbar(
+        length=length,
+        label=f"Events since {iso(start)}",
+        item_show_func=label,
+        file=sys.stderr,
+    ) as bar:
+
+        def show(report: Progress) -> None:
+            bar.update(report.position - start - bar.pos, report)
+
+        try:
+            report = backfill.run(start, until, selected, resume=not restart, progress=show)
+        except (BackfillError, PublishFailed, stripe.StripeError) as error:
+            raise click.ClickException(
+                f"{error} Events handled so far are in the ledger; run the same command "
+                "again to resume."
+            ) from None
+        bar.update(length - bar.pos, report)
+    if report.resumed_after:
+        click.echo(f"Resumed after {report.resumed_after}, where an earlier run stopped.")
+    click.echo(
+        f"{iso(start)} to {iso(until)}: read {report.read} events, published "
+        f"{report.published}, already in the ledger {report.already_seen}, "
+        f"other types {report.other_types}."
+    )

@@ -28,14 +28,26 @@ def test_the_readme_shows_the_cli_and_make_targets_that_exist() -> None:
     makefile = (ROOT / "Makefile").read_text()
     for target in re.findall(r"^make (\w+)", README, flags=re.M):
         assert re.search(rf"^{target}:", makefile, flags=re.M), target
-    assert {args[0] for args in cli_lines()} == {"send", "catalog", "enabled-events", "ledger"}
+    commands = {args[0] for args in cli_lines()}
+    assert commands == {
+        "send",
+        "catalog",
+        "enabled-events",
+        "ledger",
+        "failures",
+        "replay",
+        "backfill",
+    }
+    assert commands == set(main.commands)
 
 
 def test_every_readme_cli_command_runs(tmp_path: Path) -> None:
     runner = CliRunner(env={"STRIPE_EVENTS_STATE_DIR": str(tmp_path)})
     for args in cli_lines():
-        if args[0] == "send":
-            continue  # needs `make run`: tests/test_smoke.py sends through the real server
+        if args[0] in ("send", "backfill"):
+            # They need `make run` and Stripe: tests/test_smoke.py and test_backfill.py run them.
+            assert main.commands[args[0]].make_context(args[0], args[1:])
+            continue
         result = runner.invoke(main, args)
         assert result.exit_code == 0, (args, result.output)
 

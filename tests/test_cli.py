@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import boto3
 import pytest
 import stripe
 from click.testing import CliRunner
@@ -17,8 +18,13 @@ from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.cli import main, resource_routers
 from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.dispatch import HandlerFailed
+from chalicelib.stripe_events.ledger import Outcome
+from chalicelib.stripe_events.stages import stage_environment
+from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from chalicelib.stripe_events.store_sqlite import SqliteStore
+from tests.conftest import REGION
 from tests.helpers import local_dispatcher, local_stage_env, swap_handler
+from tests.sqs_poller import clients, create_route, delete_route, drain, unique
 
 
 @pytest.fixture
@@ -186,3 +192,29 @@ def test_replay_explains_what_it_needs(runner: CliRunner) -> None:
     bad_since = runner.invoke(main, ["failures", "--since", "yesterday"])
     assert bad_since.exit_code == 2
     assert "duration" in bad_since.output
+
+
+def test_failures_and_replay_against_a_stages_table_and_bus(moto_url: str) -> None:
+    """--stage dev: the stage's DynamoDB table and EventBridge bus (here on moto)."""
+    table = stage_environment("dev")["STRIPE_EVENTS_TABLE"]
+    create_table(table, REGION)
+    events_client, sqs = clients()
+    route = create_route(events_client, sqs, unique("replay"), {"source": ["stripe.webhook"]})
+    try:
+        event = samples.sample_event("customer.updated")
+        store = DynamoStore(table, REGION)
+        store.record_received(event["id"], event["type"], event["created"], "t", json.dumps(event))
+        failed = Outcome("error", 3, "t", "ConnectionError", "the CRM is down")
+        store.record_outcome(event["id"], "customers.save_customer", failed)
+        runner = CliRunner()
+
+        listed = runner.invoke(main, ["failures", "--stage", "dev"])
+        assert "ConnectionError: the CRM is down" in listed.output, listed.output
+        replayed = runner.invoke(main, ["replay", "--failed", "--stage", "dev"])
+        assert replayed.exit_code == 0, replayed.output
+
+        [message] = drain(sqs, route.queue_url, expect=1)
+        assert (message["detail-type"], message["detail"]) == ("customer.updated", event)
+    finally:
+        delete_route(events_client, sqs, route)
+        boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)

@@ -9,6 +9,7 @@ our webhook or through Stripe's own EventBridge destination.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,13 @@ if TYPE_CHECKING:
     from chalicelib.stripe_events.settings import Settings
 
 Entry = dict[str, Any]
+
+# What Stripe sends; anything else could not be stored (a lone surrogate), or would be
+# refused by EventBridge on every retry (a DetailType over 128 characters).
+EVENT_ID = re.compile(r"evt_[A-Za-z0-9_]{1,250}")
+EVENT_TYPE = re.compile(r"[a-z0-9_]+(?:\.[a-z0-9_]+)+")
+MAX_TYPE_CHARS = 128
+MAX_CREATED = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 
 
 @dataclass(frozen=True)
@@ -62,13 +70,17 @@ def parse_event(text: str, livemode: bool | None) -> EventHeader:
     if data.get("object") != "event":
         raise _bad("not_an_event", 'The body is not a Stripe event: "object" is not "event".')
     event_id = data.get("id")
-    if not isinstance(event_id, str) or not event_id.startswith("evt_"):
-        raise _bad("not_an_event", 'The event has no "id" that starts with "evt_".')
+    if not isinstance(event_id, str) or not EVENT_ID.fullmatch(event_id):
+        raise _bad("not_an_event", 'The event has no "id" like "evt_" followed by letters.')
     event_type = data.get("type")
-    if not isinstance(event_type, str) or not event_type:
-        raise _bad("not_an_event", 'The event has no "type" string.')
+    if (
+        not isinstance(event_type, str)
+        or len(event_type) > MAX_TYPE_CHARS
+        or not EVENT_TYPE.fullmatch(event_type)
+    ):
+        raise _bad("not_an_event", 'The event has no "type" like "invoice.paid".')
     created = data.get("created")
-    if not isinstance(created, int) or isinstance(created, bool) or created < 0:
+    if not isinstance(created, int) or isinstance(created, bool) or not 0 <= created <= MAX_CREATED:
         raise _bad("not_an_event", 'The event has no "created" timestamp (whole seconds).')
     event_livemode = data.get("livemode")
     if livemode is not None and event_livemode is not livemode:

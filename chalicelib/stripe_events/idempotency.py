@@ -41,12 +41,15 @@ def open_idempotency(settings: Settings) -> BasePersistenceLayer:
         return SqlitePersistenceLayer(settings.state_dir / "idempotency.sqlite3")
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+    from chalicelib.stripe_events.store_dynamodb import FAIL_FAST
+
     # The ledger's table: records live under one partition, keyed by the hashed key.
     return DynamoDBPersistenceLayer(
         table_name=settings.table,
         key_attr="pk",
         sort_key_attr="sk",
         static_pk_value=DYNAMODB_PARTITION,
+        boto_config=FAIL_FAST,
     )
 
 

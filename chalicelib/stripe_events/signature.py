@@ -17,6 +17,7 @@ from chalicelib.stripe_events.errors import Rejected
 SCHEME = "v1"
 # A header longer than this is not one Stripe sent; refuse it before doing any work on it.
 MAX_HEADER_CHARS = 8192
+MAX_TIMESTAMP_DIGITS = 15
 
 
 def _bad(code: str, message: str) -> Rejected:
@@ -36,7 +37,8 @@ def parse_header(header: str | None) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            if not value.isascii() or not value.isdigit():
+            # Seconds since 1970 have 10 digits; a huge one would overflow the arithmetic.
+            if not value.isascii() or not value.isdigit() or len(value) > MAX_TIMESTAMP_DIGITS:
                 raise _bad(
                     "malformed_signature",
                     "The Stripe-Signature header's timestamp t= is not a whole number.",

@@ -13,9 +13,16 @@ import json
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
 from chalicelib.stripe_events.store import Store, check_collection
+
+# boto3's defaults wait 60 s to connect and to read; a hung table would hold the webhook
+# past Stripe's 10 s. Fail soon instead: the caller answers 503, or Lambda retries.
+FAIL_FAST = Config(
+    connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3}
+)
 
 EVENT_SK = "event"
 HANDLER_PREFIX = "handler#"
@@ -52,7 +59,7 @@ class DynamoStore(Store):
     def __init__(self, table: str, region: str) -> None:
         self.table = table
         # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
-        self.client = boto3.client("dynamodb", region_name=region)
+        self.client = boto3.client("dynamodb", region_name=region, config=FAIL_FAST)
 
     def _record_event(
         self, event_id: str, event_type: str, created: int, first: dict[str, str]

@@ -64,3 +64,12 @@ def swap_handler(
     monkeypatch.setattr(router, "handlers", handlers)
     restored = [*handlers[:index], original, *handlers[index + 1 :]]
     return lambda: monkeypatch.setattr(router, "handlers", restored)
+
+
+def write_figures(request: pytest.FixtureRequest, text: str) -> None:
+    """Print a test module's figures after its tests, past pytest's output capture."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write("\n" + text + "\n")

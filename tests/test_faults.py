@@ -39,7 +39,7 @@ from chalicelib.stripe_events.settings import Settings
 from chalicelib.stripe_events.store import Store
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from tests.conftest import REGION
-from tests.helpers import ROOT, SECRET, load_app, signed_headers, swap_handler
+from tests.helpers import ROOT, SECRET, load_app, signed_headers, swap_handler, write_figures
 from tests.sqs_poller import (
     Route,
     clients,
@@ -101,11 +101,7 @@ TALLY = Tally()
 @pytest.fixture(scope="module", autouse=True)
 def figures(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
-            reporter.write("\n" + TALLY.summary() + "\n")
+    write_figures(request, TALLY.summary())
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.bus import Publisher
 from chalicelib.stripe_events.envelope import Entry
-from tests.helpers import ROOT, load_app, local_stage_env
+from tests.helpers import ROOT, load_app, local_stage_env, write_figures
 
 URL = "/stripe/webhook"
 SIGNATURE_ERRORS = {
@@ -62,16 +62,12 @@ ANSWERS: Counter[str] = Counter()  # "<status> <error>", over every input
 @pytest.fixture(scope="module", autouse=True)
 def figures(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-    if reporter is not None and capture is not None:
-        answers = ", ".join(f"{name}: {n}" for name, n in sorted(ANSWERS.items()))
-        with capture.global_and_fixture_disabled():  # teardown output is captured otherwise
-            reporter.write(
-                f"\ntest_fuzz: {sum(FUZZED.values())} inputs fuzzed "
-                f"({', '.join(f'{k}: {n}' for k, n in sorted(FUZZED.items()))}); "
-                f"answers {answers}\n"
-            )
+    answers = ", ".join(f"{name}: {n}" for name, n in sorted(ANSWERS.items()))
+    fuzzed = ", ".join(f"{k}: {n}" for k, n in sorted(FUZZED.items()))
+    write_figures(
+        request,
+        f"test_fuzz: {sum(FUZZED.values())} inputs fuzzed ({fuzzed}); answers {answers}",
+    )
 
 
 @dataclass
@@ -125,6 +121,18 @@ def assert_refusal(answer: dict[str, Any], codes: set[str], secret: str) -> None
     assert set(answer) == {"error", "message"}
     assert answer["error"] in codes
     assert secret not in json.dumps(answer)
+
+
+def check_refused(hook: Hook, body: bytes, headers: dict[str, str], codes: set[str]) -> None:
+    """Refused with one of `codes` (or 413), never a 5xx; nothing published or recorded."""
+    status, answer = hook.post(body, headers)
+    ANSWERS[f"{status} {answer.get('error')}"] += 1
+    if len(body) > MAX_BYTES:
+        assert (status, answer["error"]) == (413, "payload_too_large")
+    else:
+        assert status == 400
+        assert_refusal(answer, codes, hook.secret)
+    hook.assert_untouched()
 
 
 def hmac_hex(secret: str, timestamp: int, body: bytes) -> str:
@@ -375,14 +383,7 @@ def test_unsigned_requests_stop_at_the_signature(
 ) -> None:
     FUZZED["unsigned"] += 1
     signature = data.draw(junk_headers(body, hook.secret))
-    status, answer = hook.post(body, request_headers(signature, content_type))
-    ANSWERS[f"{status} {answer.get('error')}"] += 1
-    if len(body) > MAX_BYTES:
-        assert (status, answer["error"]) == (413, "payload_too_large")
-    else:
-        assert status == 400
-        assert_refusal(answer, SIGNATURE_ERRORS, hook.secret)
-    hook.assert_untouched()
+    check_refused(hook, body, request_headers(signature, content_type), SIGNATURE_ERRORS)
 
 
 @FUZZ
@@ -392,14 +393,7 @@ def test_signed_bodies_that_are_not_events_stop_at_the_body_checks(
 ) -> None:
     FUZZED["signed"] += 1
     signature = data.draw(good_headers(body, hook.secret))
-    status, answer = hook.post(body, request_headers(signature, content_type))
-    ANSWERS[f"{status} {answer.get('error')}"] += 1
-    if len(body) > MAX_BYTES:
-        assert (status, answer["error"]) == (413, "payload_too_large")
-    else:
-        assert status == 400
-        assert_refusal(answer, BODY_ERRORS, hook.secret)
-    hook.assert_untouched()
+    check_refused(hook, body, request_headers(signature, content_type), BODY_ERRORS)
 
 
 def test_the_checks_see_a_publish_and_a_ledger_row(tmp_path: Path) -> None:

@@ -51,6 +51,14 @@ def _as_bytes(raw: str | bytes | None) -> bytes:
     return raw.encode() if isinstance(raw, str) else raw or b""
 
 
+NOT_CONFIGURED = "The webhook is not fully configured; its logs say what is missing."
+PUBLISH_FAILED = "The event could not be published now; Stripe will retry."
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return _json(status, {"error": code, "message": message})
+
+
 def _json(status: int, body: dict[str, Any]) -> Response:
     return Response(body=body, status_code=status, headers={"Content-Type": "application/json"})
 
@@ -80,10 +88,7 @@ def webhook_blueprint(
         request = blueprint.current_request
         if not settings.webhook_secrets:
             log.error("STRIPE_WEBHOOK_SECRET is not set; answering 503 so that Stripe retries")
-            return _json(
-                503,
-                {"error": "not_configured", "message": "The webhook has no signing secret yet."},
-            )
+            return _error(503, "not_configured", "The webhook has no signing secret yet.")
         try:
             header, entry = ingest(
                 _as_bytes(request.raw_body),
@@ -93,7 +98,7 @@ def webhook_blueprint(
             )
         except Rejected as rejected:
             log.warning("rejected (%s): %s", rejected.code, rejected.message)
-            return _json(rejected.status, {"error": rejected.code, "message": rejected.message})
+            return _error(rejected.status, rejected.code, rejected.message)
         if already_published(store, header.id):
             log.info("duplicate delivery of %s %s: already published", header.type, header.id)
             return _json(200, {"received": True, "id": header.id, "duplicate": True})
@@ -101,22 +106,10 @@ def webhook_blueprint(
             publish_event(entry, header, publisher(), store(), payloads, settings.max_entry_bytes)
         except SettingsError as error:
             log.error("event %s %s not published: %s", header.id, header.type, error)
-            return _json(
-                503,
-                {
-                    "error": "not_configured",
-                    "message": "The webhook is not fully configured; its logs say what is missing.",
-                },
-            )
+            return _error(503, "not_configured", NOT_CONFIGURED)
         except PublishFailed as failed:
             log.error("event %s %s not published: %s", header.id, header.type, failed)
-            return _json(
-                503,
-                {
-                    "error": "publish_failed",
-                    "message": "The event could not be published now; Stripe will retry.",
-                },
-            )
+            return _error(503, "publish_failed", PUBLISH_FAILED)
         log.info("published %s %s", header.type, header.id)
         return _json(200, {"received": True, "id": header.id})
 

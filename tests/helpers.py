@@ -14,6 +14,7 @@ import stripe
 
 from chalicelib.stripe_events.dispatch import Dispatcher
 from chalicelib.stripe_events.idempotency_sqlite import SqlitePersistenceLayer
+from chalicelib.stripe_events.notifier import OutboxNotifier
 from chalicelib.stripe_events.payloads import LocalPayloadStore
 from chalicelib.stripe_events.router import HandlerFunc, Router
 from chalicelib.stripe_events.stages import import_app, stage_environment
@@ -50,6 +51,7 @@ def local_dispatcher(store: Store, state_dir: Path) -> Dispatcher:
         store,
         SqlitePersistenceLayer(state_dir / "idempotency.sqlite3"),
         lambda: LocalPayloadStore(state_dir / "bodies"),
+        notifier=lambda: OutboxNotifier(state_dir / "outbox.sqlite3"),
     )
 
 

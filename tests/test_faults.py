@@ -537,6 +537,14 @@ class FlakyStore(Store):
         self._check("get")
         return self.inner.get(collection, key)
 
+    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
+        self._check("put_child")
+        self.inner.put_child(collection, parent, key, item)
+
+    def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
+        self._check("children")
+        return self.inner.children(collection, parent)
+
     def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
         self._check("put")
         self.inner.put(collection, key, item)

@@ -204,3 +204,20 @@ def test_open_store_uses_dynamodb_on_aws(moto_url: str) -> None:
     assert isinstance(store, DynamoStore)
     assert store.table == "ledger"
     assert store.client.meta.region_name == "eu-west-1"
+
+
+def test_children_are_kept_under_their_parent(store: Store) -> None:
+    store.put_child("customer_invoices", "cus_1", "in_2", {"status": "open"})
+    store.put_child("customer_invoices", "cus_1", "in_1", {"status": "paid"})
+    store.put_child("customer_invoices", "cus_1", "in_2", {"status": "paid"})  # replaces
+    store.put_child("customer_invoices", "cus_10", "in_3", {"status": "open"})
+    store.put_child("customer_disputes", "cus_1", "dp_1", {"status": "won"})
+    store.put("customer_invoices", "cus_1", {"not": "a child"})
+
+    assert store.children("customer_invoices", "cus_1") == {
+        "in_1": {"status": "paid"},
+        "in_2": {"status": "paid"},
+    }
+    assert store.children("customer_invoices", "cus_unknown") == {}
+    with pytest.raises(ValueError, match="without '#'"):
+        store.children("a#b", "cus_1")

@@ -1,16 +1,21 @@
-"""What a handler gets besides the event: the store, a logger, and Stripe when configured.
+"""What a handler gets besides the event: the store, a logger, notifications, and Stripe.
 
-No AWS in sight: a resource module can be tested with a SQLite store and nothing else.
+No AWS in sight: a resource module can be tested with SQLite and a local outbox.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import stripe
 
+from chalicelib.stripe_events.notifier import Notification, Notifier
 from chalicelib.stripe_events.store import Store
+
+NOTIFICATIONS = "notifications"
 
 
 @dataclass(frozen=True)
@@ -20,3 +25,22 @@ class Context:
     handler: str  # "<router>.<function>", as the ledger names it
     # A client for the Stripe API when STRIPE_API_KEY is set (to re-fetch an object), else None.
     stripe: stripe.StripeClient | None = None
+    notifier: Callable[[], Notifier] | None = None
+    event_id: str = ""
+
+    def notify(
+        self, kind: str, subject: str, message: dict[str, Any], customer: str | None = None
+    ) -> bool:
+        """Send a notification once per event, even when the handler is retried.
+
+        Returns False when it had already been sent for this event. A crash between
+        sending and recording it can still send it twice; never zero times.
+        """
+        if self.notifier is None:
+            raise RuntimeError("this context has no notifier")
+        notification_id = f"{self.event_id}:{self.handler}:{kind}"
+        if self.store.get(NOTIFICATIONS, notification_id) is not None:
+            return False
+        self.notifier().send(Notification(notification_id, kind, subject, message, customer))
+        self.store.put(NOTIFICATIONS, notification_id, {"kind": kind, "customer": customer})
+        return True

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
 from chalicelib.stripe_events.dispatch import Dispatcher
+from chalicelib.stripe_events.notifier import Notifier, open_notifier
 from chalicelib.stripe_events.payloads import PayloadStore, open_payload_store
 from chalicelib.stripe_events.settings import Settings
 from chalicelib.stripe_events.store import Store, open_store
@@ -65,7 +66,12 @@ class StripeEvents:
             retention_days=self.settings.idempotency_days,
             stripe_client=client,
             stripe_live="_live_" in self.settings.api_key,
+            notifier=lambda: self.notifier,
         )
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        return open_notifier(self.settings)
 
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:
         """Run the router's handlers for one EventBridge event; return handler -> status."""

@@ -17,6 +17,7 @@ from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.envelope import unwrap
 from chalicelib.stripe_events.idempotency import run_once
 from chalicelib.stripe_events.ledger import Outcome, utc_now
+from chalicelib.stripe_events.notifier import Notifier
 from chalicelib.stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
 from chalicelib.stripe_events.router import Handler, Router
 from chalicelib.stripe_events.store import Store
@@ -48,6 +49,7 @@ class Dispatcher:
         retention_days: int = 35,
         stripe_client: stripe.StripeClient | None = None,
         stripe_live: bool = False,
+        notifier: Callable[[], Notifier] | None = None,
     ) -> None:
         self.store = store
         self.idempotency = idempotency
@@ -55,6 +57,7 @@ class Dispatcher:
         self.retention_days = retention_days
         self.stripe_client = stripe_client
         self.stripe_live = stripe_live  # the mode of the client's key
+        self.notifier = notifier
 
     def dispatch(
         self, router: Router, detail: dict[str, Any] | str, lambda_context: Any = None
@@ -108,7 +111,8 @@ class Dispatcher:
             logger = logging.getLogger(f"stripe_events.{handler.name}")
             # A test key cannot see live objects, nor the reverse: a 404 would mean nothing.
             client = self.stripe_client if self.stripe_live == event.livemode else None
-            handler.func(event, Context(self.store, logger, handler.name, client))
+            context = Context(self.store, logger, handler.name, client, self.notifier, event.id)
+            handler.func(event, context)
             return {"status": "ok"}
 
         attempts = 1 if before is None else before.attempts + 1

@@ -61,6 +61,7 @@ class Settings:
     idempotency_days: int = 35
     # Optional: lets modules re-fetch objects, and backfill read the Events API.
     api_key: str = ""
+    topic_arn: str = ""  # the SNS topic of notifications, on AWS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +82,7 @@ class Settings:
             bucket=env.get("STRIPE_EVENTS_BUCKET", "").strip(),
             idempotency_days=_int(env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", 35, minimum=35),
             api_key=env.get("STRIPE_API_KEY", "").strip(),
+            topic_arn=env.get("STRIPE_EVENTS_TOPIC_ARN", "").strip(),
         )
 
     @property

@@ -55,6 +55,14 @@ class Store(ABC):
     def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
         """Create or replace one projected item."""
 
+    @abstractmethod
+    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
+        """Create or replace one item under `parent`, e.g. a subscription under its customer."""
+
+    @abstractmethod
+    def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
+        """Every item under `parent`, by key, in key order."""
+
 
 def check_collection(name: str) -> str:
     """Collection names are plain words: the DynamoDB key is `<collection>#<key>`."""

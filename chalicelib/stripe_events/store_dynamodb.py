@@ -4,6 +4,7 @@ pk = "event#<id>"          sk = "event"             the event: type, created, wh
                                                     published and received, its body
 pk = "event#<id>"          sk = "handler#<name>"    one handler's outcome
 pk = "<collection>#<key>"  sk = "item"              a projection item (JSON in `body`)
+pk = "<collection>#<parent>"  sk = "child#<key>"    an item under a parent (JSON in `body`)
 pk = "idempotency"         sk = <hashed key>        Powertools idempotency records
 """
 
@@ -26,6 +27,7 @@ FAIL_FAST = Config(
 
 EVENT_SK = "event"
 HANDLER_PREFIX = "handler#"
+CHILD_PREFIX = "child#"
 
 
 def _event_pk(event_id: str) -> dict[str, str]:
@@ -196,6 +198,33 @@ class DynamoStore(Store):
                 "body": {"S": json.dumps(item, sort_keys=True)},
             },
         )
+
+    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                "pk": _item_pk(collection, parent),
+                "sk": {"S": CHILD_PREFIX + key},
+                "body": {"S": json.dumps(item, sort_keys=True)},
+            },
+        )
+
+    def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self.table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :child)",
+            ExpressionAttributeValues={
+                ":pk": _item_pk(collection, parent),
+                ":child": {"S": CHILD_PREFIX},
+            },
+            ConsistentRead=True,
+        )
+        return {
+            item["sk"]["S"].removeprefix(CHILD_PREFIX): dict(json.loads(item["body"]["S"]))
+            for page in pages
+            for item in page["Items"]
+        }
 
 
 def create_table(table: str, region: str) -> None:

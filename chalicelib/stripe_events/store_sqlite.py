@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS items (
     collection TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
     PRIMARY KEY (collection, key)
 );
+CREATE TABLE IF NOT EXISTS children (
+    collection TEXT NOT NULL, parent TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (collection, parent, key)
+);
 """
 EVENT_COLUMNS = "id, type, created, published_at, received_at, body"
 
@@ -129,3 +133,18 @@ class SqliteStore(Store):
                 "INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
                 (check_collection(collection), key, json.dumps(item, sort_keys=True)),
             )
+
+    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO children VALUES (?, ?, ?, ?)",
+                (check_collection(collection), parent, key, json.dumps(item, sort_keys=True)),
+            )
+
+    def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT key, body FROM children WHERE collection = ? AND parent = ? ORDER BY key",
+                (check_collection(collection), parent),
+            ).fetchall()
+        return {key: dict(json.loads(body)) for key, body in rows}

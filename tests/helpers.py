@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -12,13 +13,16 @@ from typing import Any
 import pytest
 import stripe
 
+from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.dispatch import Dispatcher
 from chalicelib.stripe_events.idempotency_sqlite import SqlitePersistenceLayer
-from chalicelib.stripe_events.notifier import OutboxNotifier
+from chalicelib.stripe_events.notifier import Notification, OutboxNotifier
 from chalicelib.stripe_events.payloads import LocalPayloadStore
 from chalicelib.stripe_events.router import HandlerFunc, Router
 from chalicelib.stripe_events.stages import import_app, stage_environment
 from chalicelib.stripe_events.store import Store
+from chalicelib.stripe_events.store_sqlite import SqliteStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_test_secret_one"
@@ -75,3 +79,30 @@ def write_figures(request: pytest.FixtureRequest, text: str) -> None:
     if reporter is not None and capture is not None:
         with capture.global_and_fixture_disabled():
             reporter.write("\n" + text + "\n")
+
+
+def module_context(state_dir: Path, handler: str = "test.handler") -> Context:
+    """A handler's context on SQLite and a local outbox: what resource module tests need."""
+    outbox = OutboxNotifier(state_dir / "outbox.sqlite3")
+    store = SqliteStore(state_dir / "stripe-events.sqlite3")
+    return Context(store, logging.getLogger(handler), handler, None, lambda: outbox)
+
+
+def event_of(event_type: str, created: int | None = None, **changes: Any) -> stripe.Event:
+    """A typed event around Stripe's example object, with `changes` merged into the object."""
+    return stripe.Event.construct_from(
+        samples.sample_event(event_type, created=created, changes=changes), None
+    )
+
+
+def run_handlers(router: Router, event: stripe.Event, ctx: Context) -> None:
+    """Call the router's handlers for `event` directly, as the dispatcher would."""
+    for handler in router.handlers_for(event.type):
+        handler.func(event, replace(ctx, handler=handler.name, event_id=event.id))
+
+
+def outbox(ctx: Context) -> list[Notification]:
+    assert ctx.notifier is not None
+    notifier = ctx.notifier()
+    assert isinstance(notifier, OutboxNotifier)
+    return notifier.sent()

@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
+from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 import click
@@ -22,6 +23,7 @@ from chalicelib.stripe_events.durations import parse_since
 from chalicelib.stripe_events.envelope import parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed
 from chalicelib.stripe_events.ledger import LedgerEntry
+from chalicelib.stripe_events.notifier import OutboxNotifier
 from chalicelib.stripe_events.router import Router
 from chalicelib.stripe_events.settings import SettingsError
 from chalicelib.stripe_events.signature import expected_signature
@@ -262,6 +264,26 @@ def replay(event_id: str | None, failed: bool, since: str | None, stage: str) ->
     click.echo(f"replayed {replayed} of {len(entries)} event(s)")
     if replayed < len(entries):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+def outbox(as_json: bool, limit: int) -> None:
+    """Notifications the handlers sent in stage local, newest first."""
+    notifier = stage_events("local").notifier
+    if not isinstance(notifier, OutboxNotifier):
+        raise click.UsageError("the outbox exists in stage local only; on AWS, see the SNS topic")
+    sent = notifier.sent(limit)
+    if as_json:
+        click.echo(json.dumps([asdict(n) for n in sent], indent=2))
+        return
+    if not sent:
+        click.echo("The outbox is empty: no handler has sent a notification yet.")
+    for n in sent:
+        customer = f"  customer {n.customer}" if n.customer else ""
+        click.echo(f"{n.at}  {n.kind}{customer}  {n.subject}")
+        click.echo(f"    {json.dumps(n.message, sort_keys=True)}")
 
 
 main.add_command(backfill_command)

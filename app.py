@@ -5,14 +5,24 @@ Lambda handler `app.<function name>`: a function registered from elsewhere in a 
 would not be found when it runs in Lambda.
 """
 
-from chalice.app import Chalice, CloudWatchEvent
+from typing import Any
 
-from chalicelib.resources import customers
+from chalice.app import Chalice, CloudWatchEvent, NotFoundError
+
+from chalicelib.resources import billing_state, customers
 from chalicelib.stripe_events.core import StripeEvents
 
 app = Chalice(app_name="stripe-events")
 events = StripeEvents.from_env()
 app.register_blueprint(events.webhook)  # POST /stripe/webhook
+
+
+@app.route("/billing/customers/{customer_id}", methods=["GET"], authorizer=events.authorizer)
+def billing_customer(customer_id: str) -> dict[str, Any]:
+    state = billing_state.customer_state(events.store, customer_id)
+    if state is None:
+        raise NotFoundError(f"no billing state for customer {customer_id}")
+    return state
 
 
 @app.on_cw_event(customers.router.pattern(events.settings), name="customers")

@@ -286,4 +286,22 @@ def outbox(as_json: bool, limit: int) -> None:
         click.echo(f"    {json.dumps(n.message, sort_keys=True)}")
 
 
+@main.group()
+def state() -> None:
+    """Read the billing state the resource modules keep."""
+
+
+@state.command(name="customer")
+@click.argument("customer_id")
+@stage_option
+def state_customer(customer_id: str, stage: str) -> None:
+    """CUSTOMER_ID's subscriptions, entitlements, open invoices and open disputes, as JSON."""
+    from chalicelib.resources.billing_state import customer_state
+
+    found = customer_state(stage_events(stage).store, customer_id)
+    if found is None:
+        raise click.ClickException(f"no billing state for customer {customer_id}")
+    click.echo(json.dumps(found, indent=2, sort_keys=True))
+
+
 main.add_command(backfill_command)

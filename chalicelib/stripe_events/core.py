@@ -7,6 +7,8 @@ import logging
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from chalice.app import IAMAuthorizer
+
 from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
 from chalicelib.stripe_events.dispatch import Dispatcher
 from chalicelib.stripe_events.notifier import Notifier, open_notifier
@@ -33,6 +35,11 @@ class StripeEvents:
     @classmethod
     def from_env(cls) -> StripeEvents:
         return cls(Settings.from_env())
+
+    @property
+    def authorizer(self) -> IAMAuthorizer | None:
+        """Who may read the billing state: IAM-signed callers on AWS; anyone on loopback locally."""
+        return None if self.settings.is_local else IAMAuthorizer()
 
     # Created on first use, not at import: a cold start pays only for what it uses.
     @cached_property

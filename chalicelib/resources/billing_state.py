@@ -1,0 +1,34 @@
+"""A customer's billing state, read from what the resource modules keep.
+
+GET /billing/customers/{id} and `stripe-events state customer cus_…` both show it. This
+module has no router: it reads, it handles no event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.stripe_events.store import Store
+
+OPEN_INVOICES = {"draft", "open"}
+CLOSED_DISPUTES = {"won", "lost", "warning_closed"}
+
+
+def customer_state(store: Store, customer_id: str) -> dict[str, Any] | None:
+    """The customer, subscriptions, active entitlements, open invoices and open disputes."""
+    customer = store.get("customers", customer_id)
+    subscriptions = store.children("customer_subscriptions", customer_id)
+    invoices = store.children("customer_invoices", customer_id)
+    disputes = store.children("customer_disputes", customer_id)
+    if customer is None and not (subscriptions or invoices or disputes):
+        return None
+    entitlements = store.get("entitlements", customer_id) or {}
+    return {
+        "id": customer_id,
+        "customer": None if customer is None else customer["object"],
+        "deleted": bool(customer and customer["deleted"]),
+        "subscriptions": list(subscriptions.values()),
+        "entitlements": entitlements.get("features", []),
+        "open_invoices": [i for i in invoices.values() if i.get("status") in OPEN_INVOICES],
+        "open_disputes": [d for d in disputes.values() if d.get("status") not in CLOSED_DISPUTES],
+    }

@@ -99,7 +99,7 @@ def stack(moto_url: str) -> Iterator[Stack]:
             "STRIPE_EVENTS_BUS": "default",
             "STRIPE_EVENTS_TABLE": table,
             "STRIPE_WEBHOOK_SECRET": SECRET,
-            "STRIPE_EVENTS_STAGE": "dev",
+            "STRIPE_EVENTS_STAGE": "test",
         }
     )
     create_table(table, REGION)

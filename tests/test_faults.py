@@ -177,7 +177,7 @@ class App:
 def app(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> App:
     module = load_app(
         {
-            "STRIPE_EVENTS_STAGE": "dev",
+            "STRIPE_EVENTS_STAGE": "test",
             "STRIPE_EVENTS_BUS": "default",
             "STRIPE_EVENTS_TABLE": stack.table,
             "STRIPE_WEBHOOK_SECRET": SECRET,

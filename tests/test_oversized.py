@@ -69,7 +69,7 @@ def test_on_emulated_aws_the_body_goes_to_s3_and_comes_back(
     create_table(table, REGION)
     module = load_app(
         {
-            "STRIPE_EVENTS_STAGE": "dev",
+            "STRIPE_EVENTS_STAGE": "test",
             "STRIPE_EVENTS_BUS": "default",
             "STRIPE_EVENTS_TABLE": table,
             "STRIPE_EVENTS_BUCKET": bucket,

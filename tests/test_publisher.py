@@ -212,7 +212,7 @@ def _aws_app(bus_name: str) -> ModuleType:
             "STRIPE_EVENTS_BUS": bus_name,
             "STRIPE_EVENTS_TABLE": unique("unused"),
             "STRIPE_WEBHOOK_SECRET": SECRET,
-            "STRIPE_EVENTS_STAGE": "dev",
+            "STRIPE_EVENTS_STAGE": "test",
         }
     )
 

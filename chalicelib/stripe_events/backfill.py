@@ -394,12 +394,12 @@ def backfill_command(since: str, types: tuple[str, ...], restart: bool, stage: s
         events = load_events(stage)
     except (BackfillError, catalog.UnknownEventType, SettingsError) as error:
         raise click.UsageError(str(error)) from None
-    if not events.settings.api_key:
+    if not events.api_key:
         raise click.UsageError(
             "Set STRIPE_API_KEY to a key that can read events (a restricted key with "
             "read access to Events is enough)."
         )
-    client = stripe_client(events.settings.api_key, os.environ.get(API_BASE_VARIABLE) or None)
+    client = stripe_client(events.api_key, os.environ.get(API_BASE_VARIABLE) or None)
     backfill = Backfill(
         client, events.store, events.publisher, events.settings, payloads=lambda: events.payloads
     )

@@ -200,10 +200,10 @@ def failures(as_json: bool, since: str | None, stage: str) -> None:
 def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
     """Publish the event again from its body; the handlers that completed are skipped."""
     body = entry.body
-    if body is None and events.settings.api_key:
+    if body is None and events.api_key:
         import stripe
 
-        fetched = stripe.StripeClient(events.settings.api_key).v1.events.retrieve(entry.id)
+        fetched = stripe.StripeClient(events.api_key).v1.events.retrieve(entry.id)
         body = json.dumps(fetched.to_dict())
     if body is None:
         click.echo(

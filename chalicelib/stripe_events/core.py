@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from chalice.app import IAMAuthorizer
 
+from chalicelib.stripe_events import secrets
 from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
 from chalicelib.stripe_events.dispatch import Dispatcher
 from chalicelib.stripe_events.notifier import Notifier, open_notifier
@@ -29,12 +30,16 @@ class StripeEvents:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.webhook = webhook_blueprint(
-            settings, lambda: self.publisher, lambda: self.store, lambda: self.payloads
+            settings,
+            lambda: secrets.webhook_secrets(settings),
+            lambda: self.publisher,
+            lambda: self.store,
+            lambda: self.payloads,
         )
 
     @classmethod
     def from_env(cls) -> StripeEvents:
-        return cls(Settings.from_env())
+        return cls(Settings.from_env().check_secrets())
 
     @property
     def authorizer(self) -> IAMAuthorizer | None:
@@ -53,6 +58,11 @@ class StripeEvents:
         return EventBridgePublisher(self.settings.region)
 
     @cached_property
+    def api_key(self) -> str:
+        """The Stripe API key (from SSM in a deployed stage), or "" when there is none."""
+        return secrets.api_key(self.settings)
+
+    @cached_property
     def payloads(self) -> PayloadStore:
         """Where bodies too large for an EventBridge entry are kept (S3, or .state/ locally)."""
         return open_payload_store(self.settings)
@@ -62,17 +72,17 @@ class StripeEvents:
         from chalicelib.stripe_events.idempotency import open_idempotency
 
         client = None
-        if self.settings.api_key:
+        if self.api_key:
             import stripe
 
-            client = stripe.StripeClient(self.settings.api_key)
+            client = stripe.StripeClient(self.api_key)
         return Dispatcher(
             self.store,
             open_idempotency(self.settings),
             lambda: self.payloads,
             retention_days=self.settings.idempotency_days,
             stripe_client=client,
-            stripe_live="_live_" in self.settings.api_key,
+            stripe_live="_live_" in self.api_key,
             notifier=lambda: self.notifier,
         )
 

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOCAL_BUS = "local"
+# Stages whose secrets may sit in plain environment variables: nothing real is at stake.
+PLAIN_SECRET_STAGES = ("local", "test")
+LOCAL_SECRET = "whsec_local_development_only"
 DEFAULT_SOURCE = "stripe.webhook"
 # Stripe's own EventBridge destination publishes from partner sources named like this.
 PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com/"
@@ -62,6 +65,9 @@ class Settings:
     # Optional: lets modules re-fetch objects, and backfill read the Events API.
     api_key: str = ""
     topic_arn: str = ""  # the SNS topic of notifications, on AWS
+    # SSM SecureString parameters that hold the secrets in a deployed stage.
+    webhook_secret_param: str = ""
+    api_key_param: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,7 +89,36 @@ class Settings:
             idempotency_days=_int(env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", 35, minimum=35),
             api_key=env.get("STRIPE_API_KEY", "").strip(),
             topic_arn=env.get("STRIPE_EVENTS_TOPIC_ARN", "").strip(),
+            webhook_secret_param=env.get("STRIPE_WEBHOOK_SECRET_PARAM", "").strip(),
+            api_key_param=env.get("STRIPE_API_KEY_PARAM", "").strip(),
         )
+
+    def check_secrets(self) -> Settings:
+        """A deployed stage refuses secrets in plain text, and the local development secret."""
+        if self.stage in PLAIN_SECRET_STAGES:
+            return self
+        fix = (
+            f"Store it in SSM Parameter Store as a SecureString, set {{param}} to the "
+            f"parameter's name, and remove {{plain}} from stage {self.stage!r} in "
+            ".chalice/config.json (see the README's Deploy section)."
+        )
+        if self.webhook_secrets:
+            secret_fix = fix.format(
+                param="STRIPE_WEBHOOK_SECRET_PARAM", plain="STRIPE_WEBHOOK_SECRET"
+            )
+            if LOCAL_SECRET in self.webhook_secrets:
+                raise SettingsError(
+                    f"Stage {self.stage!r} uses the local development signing secret. " + secret_fix
+                )
+            raise SettingsError(
+                f"Stage {self.stage!r} has STRIPE_WEBHOOK_SECRET in plain text. " + secret_fix
+            )
+        if self.api_key:
+            raise SettingsError(
+                f"Stage {self.stage!r} has STRIPE_API_KEY in plain text. "
+                + fix.format(param="STRIPE_API_KEY_PARAM", plain="STRIPE_API_KEY")
+            )
+        return self
 
     @property
     def is_local(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint, Response
@@ -30,7 +30,11 @@ CONTENT_TYPES = ["*/*"]
 
 
 def ingest(
-    body: bytes, signature_header: str | None, settings: Settings, now: float
+    body: bytes,
+    signature_header: str | None,
+    settings: Settings,
+    now: float,
+    secrets: Sequence[str] | None = None,
 ) -> tuple[EventHeader, Entry]:
     """The webhook's own work: verify, check, build the entry. Raises Rejected on bad input."""
     if len(body) > settings.max_body_bytes:
@@ -40,7 +44,9 @@ def ingest(
             f"The body has {len(body)} bytes; at most {settings.max_body_bytes} are accepted "
             "(STRIPE_WEBHOOK_MAX_BYTES).",
         )
-    verify(body, signature_header, settings.webhook_secrets, settings.tolerance_seconds, now)
+    if secrets is None:
+        secrets = settings.webhook_secrets
+    verify(body, signature_header, secrets, settings.tolerance_seconds, now)
     text = decode_body(body)
     header = parse_event(text, settings.livemode)
     return header, to_entry(text, header, settings)
@@ -76,6 +82,7 @@ def already_published(store: Callable[[], Store], event_id: str) -> bool:
 
 def webhook_blueprint(
     settings: Settings,
+    secrets: Callable[[], tuple[str, ...]],
     publisher: Callable[[], Publisher],
     store: Callable[[], Store],
     payloads: Callable[[], PayloadStore],
@@ -86,8 +93,13 @@ def webhook_blueprint(
     @blueprint.route(PATH, methods=["POST"], content_types=CONTENT_TYPES)
     def stripe_webhook() -> Response:
         request = blueprint.current_request
-        if not settings.webhook_secrets:
-            log.error("STRIPE_WEBHOOK_SECRET is not set; answering 503 so that Stripe retries")
+        try:
+            signing_secrets = secrets()
+        except SettingsError as error:
+            log.error("%s; answering 503 so that Stripe retries", error)
+            return _error(503, "not_configured", NOT_CONFIGURED)
+        if not signing_secrets:
+            log.error("no webhook signing secret is set; answering 503 so that Stripe retries")
             return _error(503, "not_configured", "The webhook has no signing secret yet.")
         try:
             header, entry = ingest(
@@ -95,6 +107,7 @@ def webhook_blueprint(
                 request.headers.get("stripe-signature"),
                 settings,
                 time.time(),
+                signing_secrets,
             )
         except Rejected as rejected:
             log.warning("rejected (%s): %s", rejected.code, rejected.message)

@@ -1,0 +1,46 @@
+"""Secrets of a deployed stage: from SSM Parameter Store (SecureString), with caching.
+
+In a deployed stage, the webhook's signing secret(s) and the Stripe API key live in SSM
+parameters named by STRIPE_WEBHOOK_SECRET_PARAM and STRIPE_API_KEY_PARAM. They are read
+with Powertools' parameters utility, which caches them for `MAX_AGE_SECONDS`, so a
+rolled secret is picked up within minutes without a deploy. Stage `local` (and tests)
+take them from STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY instead.
+"""
+
+from __future__ import annotations
+
+from chalicelib.stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+
+MAX_AGE_SECONDS = 300
+
+
+def _parameter(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        value = parameters.get_parameter(name, decrypt=True, max_age=MAX_AGE_SECONDS)
+    except parameters.exceptions.GetParameterError as error:
+        # The message names the parameter, never its value.
+        raise SettingsError(f"cannot read the SSM parameter {name}: {error}") from None
+    return str(value).strip()
+
+
+def webhook_secrets(settings: Settings) -> tuple[str, ...]:
+    """The signing secrets to verify with: several while one is rolled."""
+    if not settings.webhook_secret_param:
+        return settings.webhook_secrets
+    value = _parameter(settings.webhook_secret_param)
+    secrets = tuple(s.strip() for s in value.split(",") if s.strip())
+    if LOCAL_SECRET in secrets:
+        raise SettingsError(
+            f"{settings.webhook_secret_param} holds the local development secret; put the "
+            "signing secret of this stage's Stripe endpoint there."
+        )
+    return secrets
+
+
+def api_key(settings: Settings) -> str:
+    """The Stripe API key, or "" when the stage has none."""
+    if not settings.api_key_param:
+        return settings.api_key
+    return _parameter(settings.api_key_param)

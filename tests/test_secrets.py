@@ -1,0 +1,114 @@
+"""Secrets: SSM SecureString parameters in deployed stages; plain text refused there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from chalice.test import Client
+
+from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from chalicelib.stripe_events.store_sqlite import SqliteStore
+from tests.conftest import REGION
+from tests.helpers import ROOT, load_app, signed_headers
+from tests.sqs_poller import unique
+from tests.test_webhook import RecordingPublisher
+
+
+def test_a_deployed_stage_refuses_secrets_in_plain_text() -> None:
+    with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET_PARAM") as caught:
+        Settings.from_env(
+            {"STRIPE_EVENTS_STAGE": "prod", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+        ).check_secrets()
+    assert "whsec_x" not in str(caught.value)
+    assert "SecureString" in str(caught.value)
+    with pytest.raises(SettingsError, match="local development"):
+        Settings.from_env(
+            {"STRIPE_EVENTS_STAGE": "dev", "STRIPE_WEBHOOK_SECRET": LOCAL_SECRET}
+        ).check_secrets()
+    with pytest.raises(SettingsError, match="STRIPE_API_KEY_PARAM"):
+        Settings.from_env(
+            {"STRIPE_EVENTS_STAGE": "dev", "STRIPE_API_KEY": "sk_test_x"}
+        ).check_secrets()
+    for stage in ("local", "test"):
+        env = {"STRIPE_EVENTS_STAGE": stage, "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+        assert Settings.from_env(env).check_secrets().webhook_secrets == ("whsec_x",)
+
+
+def test_the_app_does_not_even_load_so_chalice_deploy_stops() -> None:
+    with pytest.raises(SettingsError, match="plain text"):
+        load_app({"STRIPE_EVENTS_STAGE": "prod", "STRIPE_WEBHOOK_SECRET": "whsec_live_x"})
+
+
+def secure_parameter(value: str) -> str:
+    name = f"/stripe-events/test/{unique('secret')}"  # Powertools caches by name
+    boto3.client("ssm", region_name=REGION).put_parameter(
+        Name=name, Value=value, Type="SecureString"
+    )
+    return name
+
+
+def deployed_app(tmp_path: Path, **env: str) -> tuple[Client, RecordingPublisher]:
+    module = load_app(
+        {
+            "STRIPE_EVENTS_STAGE": "prod",
+            "STRIPE_EVENTS_BUS": "default",
+            "STRIPE_EVENTS_TABLE": "unused",
+            "STRIPE_WEBHOOK_SECRET": "",
+            **env,
+        }
+    )
+    publisher = RecordingPublisher()
+    module.events.__dict__["publisher"] = publisher
+    module.events.__dict__["store"] = SqliteStore(tmp_path / "ledger.sqlite3")
+    return Client(module.app, stage_name="prod", project_dir=str(ROOT)), publisher
+
+
+def post(client: Client, secret: str) -> tuple[int, dict[str, object]]:
+    body = samples.encode(samples.sample_event("customer.created"))
+    response = client.http.post("/stripe/webhook", headers=signed_headers(body, secret), body=body)
+    return response.status_code, json.loads(response.body)
+
+
+def test_the_webhook_verifies_with_the_secrets_in_ssm(
+    moto_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    name = secure_parameter("whsec_old_one, whsec_new_one")
+    client, publisher = deployed_app(tmp_path, STRIPE_WEBHOOK_SECRET_PARAM=name)
+    assert post(client, "whsec_old_one")[0] == 200
+    assert post(client, "whsec_new_one")[0] == 200
+    assert post(client, "whsec_other")[1]["error"] == "signature_mismatch"
+    assert len(publisher.entries) == 2
+    assert "whsec_old_one" not in caplog.text and "whsec_new_one" not in caplog.text
+
+
+@pytest.mark.parametrize("problem", ["missing", "local secret"])
+def test_an_unusable_parameter_answers_503_not_configured(
+    moto_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, problem: str
+) -> None:
+    if problem == "missing":
+        name = f"/stripe-events/test/{unique('missing')}"
+    else:
+        name = secure_parameter(LOCAL_SECRET)
+    client, publisher = deployed_app(tmp_path, STRIPE_WEBHOOK_SECRET_PARAM=name)
+    status, answer = post(client, LOCAL_SECRET)
+    assert (status, answer["error"]) == (503, "not_configured")
+    assert publisher.entries == []
+    assert name in caplog.text  # the log names the parameter to fix
+    assert LOCAL_SECRET not in caplog.text
+
+
+def test_the_api_key_comes_from_ssm(moto_url: str, tmp_path: Path) -> None:
+    name = secure_parameter("rk_test_from_ssm")
+    module = load_app(
+        {
+            "STRIPE_EVENTS_STAGE": "prod",
+            "STRIPE_EVENTS_BUS": "default",
+            "STRIPE_API_KEY_PARAM": name,
+        }
+    )
+    assert module.events.api_key == "rk_test_from_ssm"
+    assert "rk_test_from_ssm" not in repr(module.events.settings)

@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib.stripe_events.store import Store
 
 OPEN_INVOICES = {"draft", "open"}
-CLOSED_DISPUTES = {"won", "lost", "warning_closed"}
+CLOSED_DISPUTES = {"won", "lost", "warning_closed", "prevented"}
 
 
 def customer_state(store: Store, customer_id: str) -> dict[str, Any] | None:

@@ -30,7 +30,8 @@ Which snapshot is newer: compare these, in order; the first difference decides.
 6. Last, the event id, as a string. Stripe gives ids no order, so this choice is
    arbitrary, but it is the same in every arrival order and on every retry.
 
-A redelivered event compares equal to itself, so it is not stored again.
+A redelivered event is not stored again, but counts as applied (True), so that a handler
+retried after one of its later writes failed redoes them.
 
 Limits:
 - Two changes in one second that steps 3 to 5 cannot tell apart (two
@@ -62,6 +63,11 @@ STATUS_RANK: dict[str, dict[str, int]] = {
     "subscription": {"incomplete": 0, "canceled": 2, "incomplete_expired": 2},
     "payment_intent": {"succeeded": 2, "canceled": 2},
     "checkout.session": {"open": 0, "complete": 2, "expired": 2},
+    # A paid payout can still fail; a failed or canceled one never gets paid.
+    "payout": {"failed": 2, "canceled": 2},
+    "dispute": {"won": 2, "lost": 2, "warning_closed": 2, "prevented": 2},
+    # A succeeded refund can still fail later, so only failed and canceled are final.
+    "refund": {"failed": 2, "canceled": 2},
 }
 # Per object type, an integer field that never decreases over the object's life.
 COUNTERS: dict[str, str] = {"invoice": "attempt_count"}
@@ -105,6 +111,10 @@ def apply_snapshot(
     deleted = event.type.endswith(".deleted") or obj.get("deleted") is True
     version = _version(event, obj)
     stored = ctx.store.get(collection, key)
+    if stored is not None and stored["version"].get("event_id") == event.id:
+        # The same event again: a retry after a later write of the handler failed. Say
+        # "applied" so that the handler redoes its other writes; the item is already right.
+        return True
     if stored is not None and _order(deleted, version) <= _order(
         stored["deleted"], stored["version"]
     ):

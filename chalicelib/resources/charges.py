@@ -1,0 +1,73 @@
+"""Charges and refunds: keep each one, and list the refunds of each payment.
+
+We keep:
+
+- "charges": the newest snapshot of each charge. The disputes module reads it to find
+  the customer of a dispute, which names only its charge.
+- "refunds": the newest snapshot of each refund.
+- "payment_refunds": under the refunded PaymentIntent's id (a charge's id for a charge
+  made without one), one small record per refund, so that a payment lists its refunds.
+
+A refund is seen in its own events, and also in the `refunds` list of a refunded
+charge (API versions before 2022-11-15, or when the list is expanded). Both go through
+`apply_snapshot` as refunds, so whichever arrives last, the newest state wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import stripe
+
+from chalicelib.stripe_events import Context, Router
+from chalicelib.stripe_events.projection import apply_snapshot
+
+router = Router("charges")
+
+
+@router.on("charge.succeeded", "charge.failed", "charge.captured", "charge.refunded")
+def save_charge(event: stripe.Event, ctx: Context) -> None:
+    if not apply_snapshot(ctx, "charges", event):
+        ctx.log.info("kept the stored charge: %s %s is not newer", event.type, event.id)
+    # Each listed refund is versioned on its own, so a stale charge may still hold news.
+    refunds = event.data.object.to_dict(for_json=True).get("refunds") or {}
+    for refund in refunds.get("data", []):
+        save_refund(_refund_event(event, refund), ctx)
+
+
+@router.on("refund.created", "refund.updated", "refund.failed")
+def save_refund(event: stripe.Event, ctx: Context) -> None:
+    if not apply_snapshot(ctx, "refunds", event):
+        ctx.log.info("kept the stored refund: %s %s is not newer", event.type, event.id)
+        return
+    refund = event.data.object.to_dict(for_json=True)
+    payment = refund.get("payment_intent") or refund.get("charge")
+    if payment is None:
+        ctx.log.warning("refund %s names no payment or charge: not listed", refund["id"])
+        return
+    ctx.store.put_child(
+        "payment_refunds",
+        payment,
+        refund["id"],
+        {
+            "id": refund["id"],
+            "status": refund["status"],
+            "amount": refund["amount"],
+            "currency": refund["currency"],
+            "charge": refund.get("charge"),
+            "payment_intent": refund.get("payment_intent"),
+            "reason": refund.get("reason"),
+        },
+    )
+
+
+def _refund_event(charge_event: stripe.Event, refund: dict[str, Any]) -> stripe.Event:
+    """The refund as the charge event shows it, versioned by that event."""
+    envelope = {
+        "id": charge_event.id,
+        "object": "event",
+        "type": charge_event.type,
+        "created": charge_event.created,
+        "data": {"object": refund},
+    }
+    return stripe.Event.construct_from(envelope, None)

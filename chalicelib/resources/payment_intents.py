@@ -1,0 +1,54 @@
+"""Payment intents: the state of each payment, and each customer's payments.
+
+A PaymentIntent follows one payment from creation to success, failure or
+cancellation. We keep:
+
+- "payment_intents": the newest snapshot of each intent (see `apply_snapshot`);
+- "customer_payments": under the customer's id, one small record per intent, with the
+  message of the last failure, so that a billing page can say why a card was declined.
+
+A payment without a customer (a guest checkout) is kept, but under no customer.
+"""
+
+from __future__ import annotations
+
+import stripe
+
+from chalicelib.stripe_events import Context, Router
+from chalicelib.stripe_events.projection import apply_snapshot
+
+router = Router("payment_intents")
+
+
+@router.on(
+    "payment_intent.created",
+    "payment_intent.processing",
+    "payment_intent.requires_action",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+)
+def save_payment_intent(event: stripe.Event, ctx: Context) -> None:
+    # A stale event must not overwrite the index either: the snapshot decides for both.
+    if not apply_snapshot(ctx, "payment_intents", event):
+        ctx.log.info("kept the stored payment intent: %s %s is not newer", event.type, event.id)
+        return
+    intent = event.data.object.to_dict(for_json=True)
+    customer = intent.get("customer")
+    if customer is None:
+        return
+    # Stripe clears last_payment_error whenever the intent is updated again, so this is
+    # the error of the latest attempt, or None: never one from an attempt since retried.
+    error = intent.get("last_payment_error") or {}
+    ctx.store.put_child(
+        "customer_payments",
+        customer,
+        intent["id"],
+        {
+            "id": intent["id"],
+            "status": intent["status"],
+            "amount": intent["amount"],
+            "currency": intent["currency"],
+            "last_error": error.get("message"),
+        },
+    )

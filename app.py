@@ -9,7 +9,17 @@ from typing import Any
 
 from chalice.app import Chalice, CloudWatchEvent, NotFoundError
 
-from chalicelib.resources import billing_state, customers
+from chalicelib.resources import (
+    billing_state,
+    charges,
+    checkout,
+    customers,
+    disputes,
+    invoices,
+    payment_intents,
+    payouts,
+    subscriptions,
+)
 from chalicelib.stripe_events.core import StripeEvents
 
 app = Chalice(app_name="stripe-events")
@@ -28,3 +38,38 @@ def billing_customer(customer_id: str) -> dict[str, Any]:
 @app.on_cw_event(customers.router.pattern(events.settings), name="customers")
 def on_customer_event(event: CloudWatchEvent) -> dict[str, str]:
     return events.dispatch(customers.router, event)
+
+
+@app.on_cw_event(subscriptions.router.pattern(events.settings), name="subscriptions")
+def on_subscription_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(subscriptions.router, event)
+
+
+@app.on_cw_event(invoices.router.pattern(events.settings), name="invoices")
+def on_invoice_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(invoices.router, event)
+
+
+@app.on_cw_event(payment_intents.router.pattern(events.settings), name="payment_intents")
+def on_payment_intent_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(payment_intents.router, event)
+
+
+@app.on_cw_event(charges.router.pattern(events.settings), name="charges")
+def on_charge_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(charges.router, event)
+
+
+@app.on_cw_event(disputes.router.pattern(events.settings), name="disputes")
+def on_dispute_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(disputes.router, event)
+
+
+@app.on_cw_event(checkout.router.pattern(events.settings), name="checkout")
+def on_checkout_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(checkout.router, event)
+
+
+@app.on_cw_event(payouts.router.pattern(events.settings), name="payouts")
+def on_payout_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(payouts.router, event)

@@ -54,7 +54,7 @@ def test_make_run_serves_the_webhook_and_runs_the_functions(tmp_path: Path) -> N
     try:
         wait_for_port(port, server, seconds=60)
         url = f"http://127.0.0.1:{port}/stripe/webhook"
-        for event_type in ("customer.created", "customer.updated", "invoice.paid"):
+        for event_type in ("customer.created", "customer.updated", "account.updated"):
             sent = cli("send", event_type, "--url", url, env=env)
             assert sent.returncode == 0, sent.stdout + sent.stderr
             assert '200 {"received":true' in sent.stdout
@@ -62,11 +62,11 @@ def test_make_run_serves_the_webhook_and_runs_the_functions(tmp_path: Path) -> N
         assert ledger.returncode == 0, ledger.stderr
         rows = json.loads(ledger.stdout)
         assert [row["type"] for row in rows] == [
-            "invoice.paid",
+            "account.updated",
             "customer.updated",
             "customer.created",
         ]
-        # Published and not received: no function subscribes to invoice.paid.
+        # Published and not received: no function subscribes to account.updated.
         assert (rows[0]["handlers"], rows[0]["received_at"]) == ({}, None)
         assert all(row["handlers"] == {"customers.save_customer": "ok"} for row in rows[1:])
     finally:

@@ -7,6 +7,7 @@ import re
 import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import boto3
 from click.testing import CliRunner
@@ -58,3 +59,16 @@ def test_the_deploy_steps_table_command_creates_the_table(moto_url: str) -> None
         "sk": "RANGE",
     }
     boto3.client("dynamodb").delete_table(TableName="stripe-events-dev")
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_the_handler_example_and_its_test_run_as_written(tmp_path: Path) -> None:
+    [handler] = [b for b in python_blocks() if 'Router("early_fraud")' in b]
+    [test] = [b for b in python_blocks() if "def test_an_early_fraud" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(handler, "README:handler", "exec"), namespace)
+    exec(compile(test, "README:test", "exec"), namespace)
+    namespace["test_an_early_fraud_warning_flags_its_charge"](tmp_path)

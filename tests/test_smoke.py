@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.helpers import ROOT
@@ -69,6 +70,10 @@ def test_make_run_serves_the_webhook_and_runs_the_functions(tmp_path: Path) -> N
         # Published and not received: no function subscribes to account.updated.
         assert (rows[0]["handlers"], rows[0]["received_at"]) == ({}, None)
         assert all(row["handlers"] == {"customers.save_customer": "ok"} for row in rows[1:])
+        # The README's curl: the customer that `send customer.created` made.
+        state_url = f"http://127.0.0.1:{port}/billing/customers/cus_QXg1o8vcGmoR32"
+        with urllib.request.urlopen(state_url, timeout=30) as response:
+            assert json.loads(response.read())["customer"]["id"] == "cus_QXg1o8vcGmoR32"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         output, _ = server.communicate(timeout=30)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
 from moto.server import ThreadedMotoServer
 
+from chalicelib.stripe_events.observability import ROOT_LOGGER
 from chalicelib.stripe_events.stages import patched_environ
 
 REGION = "us-east-1"
@@ -30,3 +32,12 @@ def moto_url() -> Iterator[str]:
     with patched_environ(env):
         yield url
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def plain_logging() -> Iterator[None]:
+    """Undo the JSON logging a deployed stage's app sets up, so that caplog sees records."""
+    yield
+    logger = logging.getLogger(ROOT_LOGGER)
+    logger.handlers.clear()
+    logger.propagate = True

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import importlib
-import logging
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from chalice.app import IAMAuthorizer
 
-from chalicelib.stripe_events import secrets
+from chalicelib.stripe_events import observability, secrets
 from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
 from chalicelib.stripe_events.dispatch import Dispatcher
 from chalicelib.stripe_events.notifier import Notifier, open_notifier
@@ -23,12 +22,11 @@ if TYPE_CHECKING:
 
     from chalicelib.stripe_events.router import Router
 
-logging.getLogger("stripe_events").setLevel(logging.INFO)
-
 
 class StripeEvents:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        observability.configure(settings)
         self.webhook = webhook_blueprint(
             settings,
             lambda: secrets.webhook_secrets(settings),
@@ -92,7 +90,10 @@ class StripeEvents:
 
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:
         """Run the router's handlers for one EventBridge event; return handler -> status."""
-        outcomes = self.dispatcher.dispatch(router, event.detail, event.context)
+        try:
+            outcomes = self.dispatcher.dispatch(router, event.detail, event.context)
+        finally:
+            observability.flush()
         return {name: outcome.status for name, outcome in outcomes.items()}
 
 

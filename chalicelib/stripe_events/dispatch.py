@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
+from chalicelib.stripe_events import observability
 from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.envelope import unwrap
 from chalicelib.stripe_events.idempotency import run_once
@@ -116,6 +118,8 @@ class Dispatcher:
             return {"status": "ok"}
 
         attempts = 1 if before is None else before.attempts + 1
+        fields = {"event_id": event.id, "event_type": event.type, "handler": handler.name}
+        started = time.perf_counter()
         try:
             run_once(
                 self.idempotency,
@@ -128,13 +132,35 @@ class Dispatcher:
             raise
         except Exception as error:
             # The handler's own error, or the idempotency store's: either way, retry later.
-            log.exception("%s failed for %s %s", handler.name, event.type, event.id)
+            log.exception(
+                "%s failed for %s %s",
+                handler.name,
+                event.type,
+                event.id,
+                extra={**fields, "outcome": "error", "attempts": attempts},
+            )
+            observability.count("HandlerError", handler=handler.name)
             return Outcome("error", attempts, utc_now(), type(error).__name__, str(error))
         if not ran:
-            log.info("skip %s for %s %s: already done", handler.name, event.type, event.id)
+            log.info(
+                "skip %s for %s %s: already done",
+                handler.name,
+                event.type,
+                event.id,
+                extra={**fields, "outcome": "skipped"},
+            )
             if before is not None and before.status == "ok":
                 return before
             # Done, but the ledger missed it (its write failed after the run): mend it.
             return Outcome("ok", attempts - 1 or 1, utc_now())
-        log.info("%s ok for %s %s", handler.name, event.type, event.id)
+        duration_ms = (time.perf_counter() - started) * 1000
+        log.info(
+            "%s ok for %s %s",
+            handler.name,
+            event.type,
+            event.id,
+            extra={**fields, "outcome": "ok", "attempts": attempts, "duration_ms": duration_ms},
+        )
+        observability.count("HandlerOk", handler=handler.name)
+        observability.milliseconds("HandlerDuration", duration_ms, handler=handler.name)
         return Outcome("ok", attempts, utc_now())

@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from chalice.app import Blueprint, Response
+from chalice.app import Blueprint, Request, Response
 
+from chalicelib.stripe_events import observability
 from chalicelib.stripe_events.bus import publish_event
 from chalicelib.stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed, Rejected
@@ -92,7 +93,13 @@ def webhook_blueprint(
 
     @blueprint.route(PATH, methods=["POST"], content_types=CONTENT_TYPES)
     def stripe_webhook() -> Response:
-        request = blueprint.current_request
+        observability.count("EventsReceived")
+        try:
+            return handle(blueprint.current_request)
+        finally:
+            observability.flush()
+
+    def handle(request: Request) -> Response:
         try:
             signing_secrets = secrets()
         except SettingsError as error:
@@ -110,10 +117,23 @@ def webhook_blueprint(
                 signing_secrets,
             )
         except Rejected as rejected:
-            log.warning("rejected (%s): %s", rejected.code, rejected.message)
+            log.warning(
+                "rejected (%s): %s",
+                rejected.code,
+                rejected.message,
+                extra={"outcome": "rejected", "reason": rejected.code},
+            )
+            observability.count("EventsRejected", reason=rejected.code)
             return _error(rejected.status, rejected.code, rejected.message)
+        fields = {"event_id": header.id, "event_type": header.type}
         if already_published(store, header.id):
-            log.info("duplicate delivery of %s %s: already published", header.type, header.id)
+            log.info(
+                "duplicate delivery of %s %s: already published",
+                header.type,
+                header.id,
+                extra={**fields, "outcome": "duplicate"},
+            )
+            observability.count("EventsDuplicate")
             return _json(200, {"received": True, "id": header.id, "duplicate": True})
         try:
             publish_event(entry, header, publisher(), store(), payloads, settings.max_entry_bytes)
@@ -123,7 +143,10 @@ def webhook_blueprint(
         except PublishFailed as failed:
             log.error("event %s %s not published: %s", header.id, header.type, failed)
             return _error(503, "publish_failed", PUBLISH_FAILED)
-        log.info("published %s %s", header.type, header.id)
+        log.info(
+            "published %s %s", header.type, header.id, extra={**fields, "outcome": "published"}
+        )
+        observability.count("EventsPublished")
         return _json(200, {"received": True, "id": header.id})
 
     return blueprint

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 from click.testing import CliRunner
 
 from chalicelib.stripe_events import samples
@@ -19,6 +16,9 @@ from tests.helpers import ROOT, local_dispatcher
 
 README = (ROOT / "README.md").read_text()
 CLI = ".venv/bin/stripe-events"
+
+
+NOT_RUN_HERE = ("send", "backfill", "infra", "endpoint", "doctor")
 
 
 def cli_lines() -> list[list[str]]:
@@ -42,23 +42,13 @@ def test_every_readme_cli_command_runs(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "stripe-events.sqlite3")
     local_dispatcher(store, tmp_path).dispatch(customers, samples.sample_event("customer.created"))
     for args in cli_lines():
-        if args[0] in ("send", "backfill"):
-            # They need `make run` and Stripe: tests/test_smoke.py and test_backfill.py run them.
+        if args[0] in NOT_RUN_HERE:
+            # They need `make run`, Stripe or AWS: test_smoke, test_backfill, test_infra,
+            # test_endpoint and test_doctor run them.
             assert main.commands[args[0]].make_context(args[0], args[1:])
             continue
         result = runner.invoke(main, args)
         assert result.exit_code == 0, (args, result.output)
-
-
-def test_the_deploy_steps_table_command_creates_the_table(moto_url: str) -> None:
-    [command] = re.findall(r"`(\.venv/bin/python -c .*create_table.*)`", README)
-    subprocess.run(shlex.split(command), cwd=ROOT, env=dict(os.environ), check=True, timeout=60)
-    table = boto3.client("dynamodb").describe_table(TableName="stripe-events-dev")["Table"]
-    assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {
-        "pk": "HASH",
-        "sk": "RANGE",
-    }
-    boto3.client("dynamodb").delete_table(TableName="stripe-events-dev")
 
 
 def python_blocks() -> list[str]:

@@ -115,3 +115,9 @@ def test_the_api_key_comes_from_ssm(moto_url: str, tmp_path: Path) -> None:
     )
     assert module.events.api_key == "rk_test_from_ssm"
     assert "rk_test_from_ssm" not in repr(module.events.settings)
+
+
+def test_the_api_key_is_optional_even_when_its_parameter_is_named(moto_url: str) -> None:
+    env = {"STRIPE_EVENTS_STAGE": "prod", "STRIPE_EVENTS_BUS": "default"}
+    missing = f"/stripe-events/test/{unique('no-key')}"
+    assert load_app({**env, "STRIPE_API_KEY_PARAM": missing}).events.api_key == ""

@@ -19,9 +19,12 @@ from click.decorators import FC
 from chalicelib.stripe_events import catalog, samples
 from chalicelib.stripe_events.backfill import backfill_command
 from chalicelib.stripe_events.bus import publish_event
+from chalicelib.stripe_events.doctor import doctor_command
 from chalicelib.stripe_events.durations import parse_since
+from chalicelib.stripe_events.endpoint import endpoint_group
 from chalicelib.stripe_events.envelope import parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed
+from chalicelib.stripe_events.infra import infra_group
 from chalicelib.stripe_events.ledger import LedgerEntry
 from chalicelib.stripe_events.notifier import OutboxNotifier
 from chalicelib.stripe_events.router import Router
@@ -305,3 +308,6 @@ def state_customer(customer_id: str, stage: str) -> None:
 
 
 main.add_command(backfill_command)
+main.add_command(infra_group)
+main.add_command(endpoint_group)
+main.add_command(doctor_command)

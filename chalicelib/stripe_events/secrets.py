@@ -14,12 +14,14 @@ from chalicelib.stripe_events.settings import LOCAL_SECRET, Settings, SettingsEr
 MAX_AGE_SECONDS = 300
 
 
-def _parameter(name: str) -> str:
+def _parameter(name: str, *, optional: bool = False) -> str:
     from aws_lambda_powertools.utilities import parameters
 
     try:
         value = parameters.get_parameter(name, decrypt=True, max_age=MAX_AGE_SECONDS)
     except parameters.exceptions.GetParameterError as error:
+        if optional and "ParameterNotFound" in str(error):
+            return ""
         # The message names the parameter, never its value.
         raise SettingsError(f"cannot read the SSM parameter {name}: {error}") from None
     return str(value).strip()
@@ -40,7 +42,7 @@ def webhook_secrets(settings: Settings) -> tuple[str, ...]:
 
 
 def api_key(settings: Settings) -> str:
-    """The Stripe API key, or "" when the stage has none."""
+    """The Stripe API key, or "" when the stage has none (its parameter may not exist)."""
     if not settings.api_key_param:
         return settings.api_key
-    return _parameter(settings.api_key_param)
+    return _parameter(settings.api_key_param, optional=True)

@@ -1,0 +1,422 @@
+"""Infrastructure: generated files in sync, least privilege, `infra up` and `down` on moto."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from click.testing import CliRunner, Result
+
+from chalicelib.stripe_events import infra
+from chalicelib.stripe_events.idempotency import open_idempotency, run_once
+from chalicelib.stripe_events.infra import (
+    API_HANDLER,
+    BODIES_PREFIX,
+    BODY_RETENTION_DAYS,
+    DLQ_RETENTION_SECONDS,
+    EVENT_BUS,
+    KEY_SCHEMA,
+    MERGE_TEMPLATE,
+    TTL_ATTRIBUTE,
+    Names,
+    deployed_stages,
+    event_functions,
+    file_policy,
+    infra_group,
+    policy_file,
+    policy_problems,
+    read_config,
+    stack_policy,
+    stale_files,
+)
+from chalicelib.stripe_events.notifier import Notification, SnsNotifier
+from chalicelib.stripe_events.payloads import S3PayloadStore
+from chalicelib.stripe_events.settings import Settings
+from chalicelib.stripe_events.store_dynamodb import DynamoStore
+from tests.conftest import REGION
+from tests.helpers import ROOT
+from tests.sqs_poller import unique
+
+FUNCTIONS = event_functions()
+
+
+def actions(policy: dict[str, Any]) -> set[str]:
+    return {action for s in policy["Statement"] for action in s["Action"]}
+
+
+def resources(policy: dict[str, Any], action: str) -> list[str]:
+    return [r for s in policy["Statement"] if action in s["Action"] for r in s["Resource"]]
+
+
+def test_the_generated_files_are_up_to_date() -> None:
+    changed, unused = stale_files(ROOT)
+    stale = sorted(str(p.relative_to(ROOT)) for p in [*changed, *unused])
+    assert not stale, f"stale: {stale}. Run .venv/bin/stripe-events infra render"
+
+
+def test_app_py_has_event_functions() -> None:
+    # Everything below iterates over them: an empty list would make it pass vacuously.
+    assert "customers" in FUNCTIONS
+    assert len(FUNCTIONS) == len(set(FUNCTIONS))
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_each_deployed_stage_names_what_infra_creates(stage: str) -> None:
+    config = read_config(ROOT)
+    assert config["autogen_policy"] is False  # Chalice's analyser cannot see chalicelib's clients
+    settings = config["stages"][stage]
+    assert "iam_policy_file" not in settings  # each function has its own
+    [deployed] = [s for s in deployed_stages(ROOT) if s.name == stage]
+    names = Names(deployed.prefix, "any")
+    env = deployed.env
+    assert env["STRIPE_EVENTS_BUS"] == EVENT_BUS
+    assert env["STRIPE_EVENTS_TABLE"] == names.table
+    assert env["STRIPE_WEBHOOK_SECRET_PARAM"] == names.webhook_secret_param
+    assert env["STRIPE_API_KEY_PARAM"] == names.api_key_param
+    # Secrets live in SSM; `infra up` (or the template) fills in the account's names.
+    assert "STRIPE_WEBHOOK_SECRET" not in env and "STRIPE_API_KEY" not in env
+    assert {"STRIPE_EVENTS_BUCKET", "STRIPE_EVENTS_TOPIC_ARN"} <= set(env)
+    files = {name: f["iam_policy_file"] for name, f in settings["lambda_functions"].items()}
+    assert files == {f: policy_file(deployed, f) for f in [API_HANDLER, *FUNCTIONS]}
+
+
+def all_policies() -> Iterator[tuple[str, dict[str, Any], bool]]:
+    """(label, policy, exact): the policy files, and the stack's policies (exact ARNs)."""
+    for stage in deployed_stages(ROOT):
+        for function in [API_HANDLER, *FUNCTIONS]:
+            path = ROOT / ".chalice" / policy_file(stage, function)
+            yield path.name, json.loads(path.read_text()), False
+    for function in [API_HANDLER, *FUNCTIONS]:
+        yield f"stack {function}", stack_policy(function), True
+
+
+def test_no_policy_uses_a_wildcard_for_actions_or_resources() -> None:
+    """No "*" action or resource; a "*" only ends a log group's streams or the bodies' keys.
+
+    The static files may say "*" for region and account (IAM resolves the bucket's account
+    with a policy variable); the stack's policies name both exactly. No AWS action used
+    here needs Resource "*" (X-Ray would, but tracing is off).
+    """
+    checked = 0
+    for label, policy, exact in all_policies():
+        assert policy_problems(policy, exact=exact) == [], label
+        checked += 1
+    assert checked == 3 * (1 + len(FUNCTIONS))
+
+
+@pytest.mark.parametrize(
+    ("action", "resource", "exact"),
+    [
+        ("*", "arn:aws:sns:*:*:topic", False),
+        ("s3:*", "arn:aws:s3:::bucket/events/*", False),
+        ("s3:Get*", "arn:aws:s3:::bucket/events/*", False),
+        ("sns:Publish", "*", False),
+        ("s3:GetObject", "arn:aws:s3:::*", False),
+        ("s3:GetObject", "arn:aws:s3:::bucket/*", False),
+        ("dynamodb:Query", "arn:aws:dynamodb:*:*:table/*", False),
+        ("dynamodb:Query", "arn:aws:dynamodb:*:*:table/name", True),
+        ("dynamodb:Query", {"Fn::Sub": "arn:aws:dynamodb:*:${AWS::AccountId}:table/x"}, True),
+    ],
+)
+def test_the_wildcard_check_finds_wildcards(action: str, resource: Any, exact: bool) -> None:
+    statement = {"Effect": "Allow", "Action": [action], "Resource": [resource]}
+    assert policy_problems({"Statement": [statement]}, exact=exact)
+
+
+WEBHOOK_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "events:PutEvents",
+    "dynamodb:GetItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+    "s3:PutObject",
+    "ssm:GetParameter",
+}
+RESOURCE_FUNCTION_ACTIONS = {
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:Query",
+    "sns:Publish",
+    "s3:GetObject",
+    "s3:ListBucket",
+    "sqs:SendMessage",
+    "ssm:GetParameter",
+}
+
+
+@pytest.mark.parametrize("function", [API_HANDLER, *FUNCTIONS])
+def test_each_function_may_do_only_what_it_does(function: str) -> None:
+    [dev] = [s for s in deployed_stages(ROOT) if s.name == "dev"]
+    names = Names("stripe-events-dev", "${aws:PrincipalAccount}")
+    policy = file_policy(dev, function)
+    webhook = function == API_HANDLER
+    assert actions(policy) == (WEBHOOK_ACTIONS if webhook else RESOURCE_FUNCTION_ACTIONS)
+    # Its own log group and nobody else's: no other function's name starts with it plus ":".
+    group = f"log-group:/aws/lambda/{names.function(function)}"
+    assert {r.split(":", 5)[5] for r in resources(policy, "logs:PutLogEvents")} == {
+        group,
+        f"{group}:*",
+    }
+    [parameter] = resources(policy, "ssm:GetParameter")
+    secret = names.webhook_secret_param if webhook else names.api_key_param
+    assert parameter.endswith(f":parameter{secret}")
+    [table] = {
+        r for a in actions(policy) if a.startswith("dynamodb:") for r in resources(policy, a)
+    }
+    assert table.endswith(f":table/{names.table}")
+    bodies = resources(policy, "s3:PutObject" if webhook else "s3:GetObject")
+    assert bodies == [f"arn:aws:s3:::{names.bucket}/{BODIES_PREFIX}*"]
+    if not webhook:
+        assert resources(policy, "sqs:SendMessage")[0].endswith(f":{names.queue}")
+        assert resources(policy, "sns:Publish")[0].endswith(f":{names.topic}")
+    # The stack's policy grants the same actions, on the stack's own resources.
+    assert actions(stack_policy(function)) == actions(policy)
+
+
+# --- infra up / infra down on the moto server ----------------------------------------------
+
+
+@pytest.fixture
+def project(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A project whose config names an app of its own, so that names never collide in moto."""
+    # Never real AWS: boto3 goes to the loopback moto server, with fake credentials.
+    assert os.environ["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "testing"
+    config = read_config(ROOT)
+    config["app_name"] = unique("infra")
+    names = Names(f"{config['app_name']}-dev", "")
+    env = config["stages"]["dev"]["environment_variables"]
+    env["STRIPE_WEBHOOK_SECRET_PARAM"] = names.webhook_secret_param
+    env["STRIPE_API_KEY_PARAM"] = names.api_key_param
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
+    monkeypatch.setattr(infra, "PROJECT_DIR", tmp_path)
+    yield tmp_path
+
+
+def invoke(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(infra_group, list(args), input=input)
+
+
+def deploy_fake_function(name: str) -> None:
+    """A function with the name `chalice deploy` would give it, for `up` to wire."""
+    role = boto3.client("iam").create_role(
+        RoleName=unique("role"),
+        AssumeRolePolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "lambda.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )["Role"]["Arn"]
+    code = io.BytesIO()
+    with zipfile.ZipFile(code, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return None\n")
+    boto3.client("lambda").create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=role,
+        Handler="app.handler",
+        Code={"ZipFile": code.getvalue()},
+    )
+
+
+def test_up_creates_the_resources_and_down_removes_them(project: Path) -> None:
+    stage_env = read_config(project)["stages"]["dev"]["environment_variables"]
+    prefix = f"{read_config(project)['app_name']}-dev"
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    names = Names(prefix, account)
+    deploy_fake_function(names.function("customers"))
+
+    first = invoke("up", "--stage", "dev")
+    assert first.exit_code == 0, first.output
+    lines = first.output.splitlines()
+    assert lines[:4] == [
+        f"created table {names.table} (keys pk, sk; on demand; TTL on {TTL_ATTRIBUTE}; "
+        "point-in-time recovery)",
+        f"created bucket {names.bucket} (encrypted, public access blocked, bodies under "
+        f"{BODIES_PREFIX} expire after {BODY_RETENTION_DAYS} days)",
+        f"created topic {names.topic}",
+        f"created queue {names.queue} (keeps messages for 14 days)",
+    ]
+    assert f"parameter {names.webhook_secret_param} is missing" in first.output
+    assert f"function {names.function('customers')}: its failed events now go to" in first.output
+    others = [f for f in FUNCTIONS if f != "customers"]
+    assert f"functions not deployed yet: {', '.join(others)};" in first.output
+
+    config = read_config(project)["stages"]["dev"]["environment_variables"]
+    topic_arn = f"arn:aws:sns:{REGION}:{account}:{names.topic}"
+    assert config["STRIPE_EVENTS_BUCKET"] == names.bucket
+    assert config["STRIPE_EVENTS_TOPIC_ARN"] == topic_arn
+    assert {k: v for k, v in config.items() if not k.startswith("STRIPE_EVENTS_")} == {
+        k: v for k, v in stage_env.items() if not k.startswith("STRIPE_EVENTS_")
+    }
+    assert_resources(names, topic_arn)
+    assert_the_app_works_on_them(names, topic_arn)
+
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=names.webhook_secret_param, Type="SecureString", Value="whsec_x")
+    ssm.put_parameter(Name=names.api_key_param, Type="String", Value="sk_test_x")
+    second = invoke("up", "--stage", "dev")
+    assert second.exit_code == 0, second.output
+    assert second.output.splitlines()[:7] == [
+        f"table {names.table} exists",
+        f"bucket {names.bucket} exists",
+        f"topic {names.topic} exists",
+        f"queue {names.queue} exists",
+        f"parameter {names.webhook_secret_param} exists",
+        f"parameter {names.api_key_param} is a String: store a Stripe API key as a SecureString",
+        f"function {names.function('customers')} sends its failed events to the dead-letter queue",
+    ]
+    assert "config.json" not in second.output  # nothing to change the second time
+
+    down = invoke("down", "--stage", "dev", "--yes")
+    assert down.exit_code == 0, down.output
+    assert down.output.splitlines() == [
+        f"function {names.function('customers')}: removed its on-failure destination",
+        f"deleted queue {names.queue}",
+        f"deleted topic {names.topic}",
+        f"deleted bucket {names.bucket} (1 object(s))",
+        f"deleted table {names.table}",
+    ]
+    again = invoke("down", "--stage", "dev", "--yes")
+    assert again.exit_code == 0, again.output
+    assert again.output.splitlines() == [
+        f"queue {names.queue} does not exist",
+        f"topic {names.topic} does not exist",
+        f"bucket {names.bucket} does not exist",
+        f"table {names.table} does not exist",
+    ]
+    back = invoke("up", "--stage", "dev")
+    assert back.exit_code == 0, back.output
+    assert back.output.startswith(f"created table {names.table} ")
+    assert invoke("down", "--stage", "dev", "--yes").exit_code == 0
+
+
+def assert_resources(names: Names, topic_arn: str) -> None:
+    dynamodb = boto3.client("dynamodb")
+    table = dynamodb.describe_table(TableName=names.table)["Table"]
+    assert tuple((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]) == KEY_SCHEMA
+    assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+    ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", TTL_ATTRIBUTE)
+    backups = dynamodb.describe_continuous_backups(TableName=names.table)
+    pitr = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
+    assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
+
+    s3 = boto3.client("s3")
+    block = s3.get_public_access_block(Bucket=names.bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    [rule] = s3.get_bucket_encryption(Bucket=names.bucket)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    [lifecycle] = s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]
+    assert lifecycle["Status"] == "Enabled"
+    assert lifecycle["Filter"]["Prefix"] == BODIES_PREFIX
+    assert lifecycle["Expiration"]["Days"] >= 35
+
+    assert boto3.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attributes["MessageRetentionPeriod"] == str(DLQ_RETENTION_SECONDS)
+    invoke_config = boto3.client("lambda").get_function_event_invoke_config(
+        FunctionName=names.function("customers")
+    )
+    assert invoke_config["MaximumRetryAttempts"] == 2
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == attributes["QueueArn"]
+
+
+def assert_the_app_works_on_them(names: Names, topic_arn: str) -> None:
+    """The app's own store, idempotency, payload store and notifier use what `up` made."""
+    store = DynamoStore(names.table, REGION)
+    store.record_published("evt_infra", "customer.created", 1, "2026-01-01T00:00:00+00:00")
+    entry = store.event("evt_infra")
+    assert entry is not None and entry.published_at is not None
+
+    settings = Settings(stage="dev", table=names.table, region=REGION)
+    run_once(
+        open_idempotency(settings),
+        {"event": "evt_infra", "handler": "infra"},
+        lambda: {"status": "ok"},
+        retention_days=35,
+    )
+    records = boto3.client("dynamodb").query(
+        TableName=names.table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "idempotency"}},
+    )["Items"]
+    # The table's TTL attribute is the one Powertools writes: done records expire.
+    assert records and all(TTL_ATTRIBUTE in record for record in records)
+
+    ref = S3PayloadStore(names.bucket, REGION).save("evt_infra", '{"big": true}')
+    assert ref["key"].startswith(BODIES_PREFIX)  # so the lifecycle rule expires it
+    SnsNotifier(topic_arn, REGION).send(Notification("evt_infra:infra:test", "test", "hi", {}))
+
+
+def test_up_and_down_refuse_the_local_stage(project: Path) -> None:
+    for command in (["up"], ["down", "--yes"]):
+        result = invoke(*command, "--stage", "local")
+        assert result.exit_code == 2
+        assert "local bus" in result.output
+    unknown = invoke("up", "--stage", "staging")
+    assert unknown.exit_code == 2
+    assert "no stage 'staging'" in unknown.output
+
+
+def test_down_asks_before_it_deletes(project: Path) -> None:
+    assert invoke("up", "--stage", "dev").exit_code == 0
+    prefix = f"{read_config(project)['app_name']}-dev"
+    refused = invoke("down", "--stage", "dev", input="n\n")
+    assert refused.exit_code == 1
+    assert f"of stage dev ({prefix})" in refused.output
+    assert boto3.client("dynamodb").describe_table(TableName=prefix)["Table"]
+    assert invoke("down", "--stage", "dev", input="y\n").exit_code == 0
+
+
+def test_render_writes_what_is_stale_and_deletes_unused_policies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".chalice").mkdir()
+    for path in (ROOT / ".chalice").glob("*.json"):
+        (tmp_path / ".chalice" / path.name).write_text(path.read_text())
+    (tmp_path / ".chalice" / "policy-dev-customers.json").unlink()
+    (tmp_path / ".chalice" / "policy-dev-gone.json").write_text("{}")
+    monkeypatch.setattr(infra, "PROJECT_DIR", tmp_path)
+
+    check = invoke("render", "--check")
+    assert check.exit_code == 1
+    assert check.output.splitlines()[:3] == [
+        "stale infra/merge.json",
+        "stale .chalice/policy-dev-customers.json",
+        "stale .chalice/policy-dev-gone.json",
+    ]
+    assert invoke("render").exit_code == 0
+    assert not (tmp_path / ".chalice" / "policy-dev-gone.json").exists()
+    assert (tmp_path / ".chalice" / "policy-dev-customers.json").read_text() == (
+        ROOT / ".chalice" / "policy-dev-customers.json"
+    ).read_text()
+    assert (tmp_path / "infra" / "merge.json").read_text() == (ROOT / MERGE_TEMPLATE).read_text()
+    again = invoke("render", "--check")
+    assert (again.exit_code, again.output) == (0, "the generated files are up to date\n")

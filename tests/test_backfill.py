@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -43,6 +43,7 @@ from chalicelib.stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, en
 from chalicelib.stripe_events.settings import Settings
 from chalicelib.stripe_events.stages import load_events
 from chalicelib.stripe_events.store_sqlite import SqliteStore
+from tests.helpers import loopback_server
 
 API_KEY = "sk_test_backfill_only"
 NOW = int(time.time())
@@ -172,14 +173,9 @@ def fake() -> Iterator[FakeStripe]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with loopback_server(Handler) as url:
+        state.url = url
+        yield state
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,7 +22,7 @@ from chalicelib.stripe_events.stages import stage_environment
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from chalicelib.stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
-from tests.helpers import local_dispatcher, local_stage_env, swap_handler
+from tests.helpers import local_dispatcher, local_stage_env, loopback_server, swap_handler
 from tests.sqs_poller import clients, create_route, delete_route, drain, unique
 
 
@@ -107,11 +106,8 @@ class Receiver(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def receiver() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/stripe/webhook"
-    server.shutdown()
+    with loopback_server(Receiver) as url:
+        yield f"{url}/stripe/webhook"
 
 
 def test_send_posts_a_signed_realistic_event(runner: CliRunner, receiver: str) -> None:

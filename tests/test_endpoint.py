@@ -17,7 +17,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -33,6 +33,7 @@ from chalicelib.stripe_events.backfill import API_BASE_VARIABLE
 from chalicelib.stripe_events.endpoint import STAGE_TAG, endpoint_group, wanted_event_types
 from chalicelib.stripe_events.router import Router
 from tests.conftest import REGION
+from tests.helpers import loopback_server
 
 API_KEY = "sk_test_endpoint_sync_only"
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/api/stripe/webhook"
@@ -201,16 +202,9 @@ def running_fake_stripe() -> Iterator[FakeStripe]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with loopback_server(Handler) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @dataclass

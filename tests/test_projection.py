@@ -6,10 +6,9 @@ import hashlib
 import itertools
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,6 +22,7 @@ from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.projection import apply_snapshot
 from chalicelib.stripe_events.store import Store
 from chalicelib.stripe_events.store_sqlite import SqliteStore
+from tests.helpers import loopback_server
 
 T = 1_760_000_000
 LOG = logging.getLogger("test")
@@ -338,14 +338,9 @@ def fake_stripe() -> Iterator[FakeStripe]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield state
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with loopback_server(Handler) as url:
+        state.url = url
+        yield state
 
 
 def not_found(resource: str) -> dict[str, Any]:

@@ -133,19 +133,25 @@ class Remaining:
 
 def test_a_crashed_runs_lock_expires_with_the_lambdas_time(backend: tuple[Store, Layer]) -> None:
     _, layer = backend
-    key = {"event": samples.new_event_id(), "handler": "billing.crashes"}
     effects = SideEffects()
 
     def crash() -> dict[str, Any]:
         # SystemExit is not an Exception: Powertools leaves the lock, as a killed Lambda would.
         raise SystemExit("the Lambda timed out")
 
-    with pytest.raises(SystemExit):
-        run_once(layer(), key, crash, retention_days=35, lambda_context=Remaining(1000))
+    def crashed_run(remaining_ms: int) -> dict[str, str]:
+        key = {"event": samples.new_event_id(), "handler": "billing.crashes"}
+        with pytest.raises(SystemExit):
+            run_once(layer(), key, crash, retention_days=35, lambda_context=Remaining(remaining_ms))
+        return key
+
+    # A crashed run with a minute left: its lock holds for that minute.
     with pytest.raises(IdempotencyAlreadyInProgressError):
-        run_once(layer(), key, effects.run, retention_days=35)  # the lock still holds
-    time.sleep(1.1)
-    run_once(layer(), key, effects.run, retention_days=35)  # the lock has expired
+        run_once(layer(), crashed_run(60_000), effects.run, retention_days=35)
+    # One that had a millisecond left: its lock has expired, and the retry runs.
+    expired = crashed_run(1)
+    time.sleep(0.05)
+    run_once(layer(), expired, effects.run, retention_days=35)
     assert effects.count == 1
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pkgutil
 import sys
 import time
@@ -17,7 +18,7 @@ import click
 from click.decorators import FC
 
 from chalicelib.stripe_events import catalog, samples
-from chalicelib.stripe_events.backfill import backfill_command
+from chalicelib.stripe_events.backfill import API_BASE_VARIABLE, backfill_command, stripe_client
 from chalicelib.stripe_events.bus import publish_event
 from chalicelib.stripe_events.doctor import doctor_command
 from chalicelib.stripe_events.durations import parse_since
@@ -204,10 +205,10 @@ def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
     """Publish the event again from its body; the handlers that completed are skipped."""
     body = entry.body
     if body is None and events.api_key:
-        import stripe
-
-        fetched = stripe.StripeClient(events.api_key).v1.events.retrieve(entry.id)
-        body = json.dumps(fetched.to_dict())
+        # The same client as backfill's: STRIPE_API_BASE applies, and JSON as Stripe sent it.
+        client = stripe_client(events.api_key, os.environ.get(API_BASE_VARIABLE) or None)
+        fetched = client.v1.events.retrieve(entry.id)
+        body = json.dumps(fetched.to_dict(for_json=True))
     if body is None:
         click.echo(
             f"{entry.id}: no body in the ledger (no function received it); set "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -95,20 +94,3 @@ class StripeEvents:
         finally:
             observability.flush()
         return {name: outcome.status for name, outcome in outcomes.items()}
-
-
-def app_events() -> StripeEvents:
-    """The project's own app.py, imported with the environment as it is now: its StripeEvents.
-
-    The CLI sets a stage's environment first (stages.activate), so that replay and backfill
-    in stage `local` deliver through the app's own functions, as the webhook does.
-    """
-    events: StripeEvents = importlib.import_module("app").events
-    return events
-
-
-def publisher_for(settings: Settings) -> Publisher:
-    """The publisher for CLI commands: the app's local bus, or EventBridge."""
-    if settings.is_local:
-        return app_events().publisher
-    return EventBridgePublisher(settings.region)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -32,6 +34,14 @@ def moto_url() -> Iterator[str]:
     with patched_environ(env):
         yield url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(moto_url: str) -> str:
+    """A bucket on the moto server, as the one that keeps oversized bodies."""
+    name = f"stripe-events-bodies-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture(autouse=True)

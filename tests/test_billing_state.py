@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from chalice.app import IAMAuthorizer
@@ -17,19 +18,22 @@ from chalicelib.stripe_events.store import Store
 from tests.helpers import ROOT, load_app, local_stage_env
 
 ROUTE = "/billing/customers/{customer_id}"
+ORDER = "0|001760000000|1|000000000|1|evt_1"
 
 
 def fill(store: Store) -> None:
     """The state the resource modules keep for one customer, in their shared shapes."""
     store.put("customers", "cus_1", {"object": {"id": "cus_1"}, "deleted": False, "version": {}})
-    store.put_child("customer_subscriptions", "cus_1", "sub_1", {"id": "sub_1", "status": "active"})
-    store.put("entitlements", "cus_1", {"customer": "cus_1", "features": ["pro"]})
-    store.put_child("customer_invoices", "cus_1", "in_open", {"id": "in_open", "status": "open"})
-    store.put_child("customer_invoices", "cus_1", "in_paid", {"id": "in_paid", "status": "paid"})
-    store.put_child(
-        "customer_disputes", "cus_1", "dp_open", {"id": "dp_open", "status": "needs_response"}
-    )
-    store.put_child("customer_disputes", "cus_1", "dp_won", {"id": "dp_won", "status": "won"})
+    pro = {"price": "price_pro", "product": "prod_pro", "lookup_key": "pro", "quantity": 1}
+    children: list[tuple[str, str, dict[str, Any]]] = [
+        ("customer_subscriptions", "sub_1", {"id": "sub_1", "status": "active", "items": [pro]}),
+        ("customer_invoices", "in_open", {"id": "in_open", "status": "open"}),
+        ("customer_invoices", "in_paid", {"id": "in_paid", "status": "paid"}),
+        ("customer_disputes", "dp_open", {"id": "dp_open", "status": "needs_response"}),
+        ("customer_disputes", "dp_won", {"id": "dp_won", "status": "won"}),
+    ]
+    for collection, key, item in children:
+        store.put_child_if_newer(collection, "cus_1", key, item, ORDER)
 
 
 @pytest.fixture

@@ -45,6 +45,13 @@ def session_event(event_type: str, created: int, **changes: Any) -> stripe.Event
     return event_of(event_type, created, **{**fields, **changes})
 
 
+def fulfilment(ctx: Context, session: str) -> tuple[str, str]:
+    """The event that fulfilled the session, and its type."""
+    record = ctx.store.get("fulfilments", session)
+    assert record is not None and record["claim"] == "done", record
+    return record["event_id"], record["event_type"]
+
+
 def stored_session(ctx: Context) -> dict[str, Any]:
     item = ctx.store.get("checkout_sessions", SESSION)
     assert item is not None
@@ -73,10 +80,7 @@ def test_a_completed_and_settled_session_is_fulfilled_once(
     run_handlers(checkout.router, completed, ctx)
     run_handlers(checkout.router, completed, ctx)  # delivered again
     assert fulfilled == [SESSION]
-    assert ctx.store.get("fulfilments", SESSION) == {
-        "event_id": completed.id,
-        "event_type": COMPLETED,
-    }
+    assert fulfilment(ctx, SESSION) == (completed.id, COMPLETED)
     assert stored_session(ctx)["object"]["payment_status"] == payment_status
 
 
@@ -90,10 +94,7 @@ def test_an_unpaid_completion_waits_for_the_async_payment(
     succeeded = session_event(SUCCEEDED, 200)
     run_handlers(checkout.router, succeeded, ctx)
     assert fulfilled == [SESSION]
-    assert ctx.store.get("fulfilments", SESSION) == {
-        "event_id": succeeded.id,
-        "event_type": SUCCEEDED,
-    }
+    assert fulfilment(ctx, SESSION) == (succeeded.id, SUCCEEDED)
     assert stored_session(ctx)["object"]["payment_status"] == "paid"
 
 
@@ -116,10 +117,7 @@ def test_both_events_in_any_order_and_duplicated_fulfil_once(
         assert fulfilled == [session], f"arrival order {arrival}"
         # The first settling event to arrive fulfils.
         first = next(t for t in arrival if t == SUCCEEDED or completed_status == "paid")
-        assert ctx.store.get("fulfilments", session) == {
-            "event_id": events[first].id,
-            "event_type": first,
-        }
+        assert fulfilment(ctx, session) == (events[first].id, first)
         # Whatever the order, the newest snapshot stays: the settled one.
         stored = ctx.store.get("checkout_sessions", session)
         assert stored is not None
@@ -188,10 +186,7 @@ def test_a_failing_fulfilment_is_not_recorded_and_the_retry_fulfils_once(
     run_handlers(checkout.router, completed, ctx)  # Lambda's retry of the same event
     run_handlers(checkout.router, completed, ctx)
     assert calls == [SESSION, SESSION]  # the failed attempt, then one fulfilment
-    assert ctx.store.get("fulfilments", SESSION) == {
-        "event_id": completed.id,
-        "event_type": COMPLETED,
-    }
+    assert fulfilment(ctx, SESSION) == (completed.id, COMPLETED)
 
 
 def test_an_expired_session_is_kept_and_not_fulfilled(ctx: Context, fulfilled: list[str]) -> None:

@@ -36,7 +36,7 @@ from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.dispatch import HandlerBusy, HandlerFailed
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
 from chalicelib.stripe_events.settings import Settings
-from chalicelib.stripe_events.store import Store
+from chalicelib.stripe_events.store import Claim, Store
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from tests.conftest import REGION
 from tests.helpers import ROOT, SECRET, load_app, signed_headers, swap_handler, write_figures
@@ -537,9 +537,29 @@ class FlakyStore(Store):
         self._check("get")
         return self.inner.get(collection, key)
 
-    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
-        self._check("put_child")
-        self.inner.put_child(collection, parent, key, item)
+    def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
+        self._check("put_if_newer")
+        return self.inner.put_if_newer(collection, key, item, order)
+
+    def put_child_if_newer(
+        self, collection: str, parent: str, key: str, item: dict[str, Any], order: str
+    ) -> bool:
+        self._check("put_child_if_newer")
+        return self.inner.put_child_if_newer(collection, parent, key, item, order)
+
+    def claim(
+        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+    ) -> Claim:
+        self._check("claim")
+        return self.inner.claim(collection, key, owner, lease_seconds, now)
+
+    def finish_claim(self, collection: str, key: str, owner: str, result: dict[str, Any]) -> None:
+        self._check("finish_claim")
+        self.inner.finish_claim(collection, key, owner, result)
+
+    def release_claim(self, collection: str, key: str, owner: str) -> None:
+        self._check("release_claim")
+        self.inner.release_claim(collection, key, owner)
 
     def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
         self._check("children")

@@ -24,6 +24,7 @@ from chalicelib.stripe_events.infra import (
     EVENT_BUS,
     KEY_SCHEMA,
     MERGE_TEMPLATE,
+    STATE_PREFIX,
     TTL_ATTRIBUTE,
     Names,
     deployed_stages,
@@ -139,6 +140,7 @@ WEBHOOK_ACTIONS = {
     "dynamodb:Query",
     "dynamodb:UpdateItem",
     "s3:PutObject",
+    "s3:GetObject",  # projected items too large for DynamoDB, for the billing route
     "ssm:GetParameter",
 }
 RESOURCE_FUNCTION_ACTIONS = {
@@ -152,6 +154,7 @@ RESOURCE_FUNCTION_ACTIONS = {
     "dynamodb:Query",
     "sns:Publish",
     "s3:GetObject",
+    "s3:PutObject",  # what a DynamoDB item cannot hold: a received body, a projected item
     "s3:ListBucket",
     "sqs:SendMessage",
     "ssm:GetParameter",
@@ -178,8 +181,14 @@ def test_each_function_may_do_only_what_it_does(function: str) -> None:
         r for a in actions(policy) if a.startswith("dynamodb:") for r in resources(policy, a)
     }
     assert table.endswith(f":table/{names.table}")
-    bodies = resources(policy, "s3:PutObject" if webhook else "s3:GetObject")
-    assert bodies == [f"arn:aws:s3:::{names.bucket}/{BODIES_PREFIX}*"]
+    bucket = f"arn:aws:s3:::{names.bucket}"
+    assert resources(policy, "s3:PutObject") == (
+        [f"{bucket}/{BODIES_PREFIX}*"]
+        if webhook
+        else [f"{bucket}/{BODIES_PREFIX}*", f"{bucket}/{STATE_PREFIX}*"]
+    )
+    # Items too large for DynamoDB are read back from the state prefix, never expired.
+    assert f"{bucket}/{STATE_PREFIX}*" in resources(policy, "s3:GetObject")
     if not webhook:
         assert resources(policy, "sqs:SendMessage")[0].endswith(f":{names.queue}")
         assert resources(policy, "sns:Publish")[0].endswith(f":{names.topic}")

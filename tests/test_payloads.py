@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from chalicelib.stripe_events.envelope import Entry, EventHeader, parse_event, to_entry
 from chalicelib.stripe_events.errors import PublishFailed
 from chalicelib.stripe_events.payloads import (
+    EVENTS_FOLDER,
     PAYLOAD_KEY,
     LocalPayloadStore,
     PayloadCorrupt,
@@ -66,13 +66,6 @@ def published(body: str) -> tuple[EventHeader, Entry]:
     return header, to_entry(body, header, SETTINGS)
 
 
-@pytest.fixture(scope="module")
-def s3_bucket(moto_url: str) -> str:
-    name = f"stripe-events-bodies-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
-    return name
-
-
 @pytest.fixture(params=["local", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> PayloadStore:
     if request.param == "local":
@@ -86,7 +79,7 @@ class UnusableStore(PayloadStore):
 
     kind = "unusable"
 
-    def save(self, event_id: str, body: str) -> PayloadRef:
+    def save(self, name: str, body: str, folder: str = EVENTS_FOLDER) -> PayloadRef:
         raise ConnectionError("the store is down")
 
     def load(self, ref: PayloadRef) -> str:
@@ -187,7 +180,7 @@ def test_saving_is_idempotent_and_each_delivery_keeps_its_own_body(tmp_path: Pat
     detail = {"id": event["id"], PAYLOAD_KEY: first_ref}
     assert restore(detail, store)["pending_webhooks"] == 1
     assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
-        [event["id"], Path(first_ref["path"]).name, Path(second_ref["path"]).name]
+        [EVENTS_FOLDER, event["id"], Path(first_ref["path"]).name, Path(second_ref["path"]).name]
     )  # no temporary file left behind
 
 
@@ -245,7 +238,7 @@ def test_a_tampered_body_is_refused(store: PayloadStore, reference: dict[str, An
     tampered = body.replace('"amount": 1000', '"amount": 9000', 1)
     assert len(tampered) == len(body) and tampered != body
     tamper(store, reference[PAYLOAD_KEY], tampered.encode())
-    with pytest.raises(PayloadCorrupt, match=r"is not the one published"):
+    with pytest.raises(PayloadCorrupt, match=r"is not the one saved"):
         restore(reference, store)
 
 

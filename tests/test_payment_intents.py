@@ -134,6 +134,6 @@ def test_a_guest_payment_is_kept_under_no_customer(
     def no_index(*args: Any) -> None:
         raise AssertionError(f"indexed a payment without a customer: {args}")
 
-    monkeypatch.setattr(ctx.store, "put_child", no_index)
+    monkeypatch.setattr(ctx.store, "put_child_if_newer", no_index)
     run_handlers(ROUTER, intent("payment_intent.succeeded", 100, customer=None), ctx)
     assert ctx.store.get("payment_intents", "pi_A") is not None

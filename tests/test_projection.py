@@ -181,20 +181,25 @@ def test_an_object_without_an_id_is_refused(ctx: Context) -> None:
 
 
 class MemoryStore:
-    """The two methods apply_snapshot uses, with the JSON round trip the real stores make.
+    """The methods apply_snapshot uses, with the JSON round trip the real stores make.
 
-    A dict rather than SQLite keeps a few hundred hypothesis examples within a second.
+    A dict rather than SQLite keeps a few hundred hypothesis examples within a second;
+    test_store_contract.py holds the real stores to the same contract.
     """
 
     def __init__(self) -> None:
-        self.items: dict[tuple[str, str], str] = {}
+        self.items: dict[tuple[str, str], tuple[str, str]] = {}
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        body = self.items.get((collection, key))
+        _, body = self.items.get((collection, key), ("", None))
         return None if body is None else dict(json.loads(body))
 
-    def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
-        self.items[(collection, key)] = json.dumps(item)
+    def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
+        stored, _ = self.items.get((collection, key), ("", None))
+        if stored > order:
+            return False
+        self.items[(collection, key)] = (order, json.dumps(item))
+        return True
 
 
 def memory_context() -> Context:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,9 @@ import boto3
 import pytest
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
+from chalicelib.stripe_events.payloads import S3PayloadStore, restore
 from chalicelib.stripe_events.settings import Settings, SettingsError
-from chalicelib.stripe_events.store import Store, open_store
+from chalicelib.stripe_events.store import Claim, Store, open_store
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from chalicelib.stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
@@ -27,11 +29,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         yield SqliteStore(tmp_path / "state" / "stripe-events.sqlite3")
         return
-    request.getfixturevalue("moto_url")
+    bucket = request.getfixturevalue("s3_bucket")
     # A table per test: recent() scans the whole table, so tests must not share one.
     table = unique("store-contract")
     create_table(table, REGION)
-    yield DynamoStore(table, REGION)
+    yield DynamoStore(table, REGION, lambda: S3PayloadStore(bucket, REGION))
     boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)
 
 
@@ -207,11 +209,11 @@ def test_open_store_uses_dynamodb_on_aws(moto_url: str) -> None:
 
 
 def test_children_are_kept_under_their_parent(store: Store) -> None:
-    store.put_child("customer_invoices", "cus_1", "in_2", {"status": "open"})
-    store.put_child("customer_invoices", "cus_1", "in_1", {"status": "paid"})
-    store.put_child("customer_invoices", "cus_1", "in_2", {"status": "paid"})  # replaces
-    store.put_child("customer_invoices", "cus_10", "in_3", {"status": "open"})
-    store.put_child("customer_disputes", "cus_1", "dp_1", {"status": "won"})
+    store.put_child_if_newer("customer_invoices", "cus_1", "in_2", {"status": "open"}, "1")
+    store.put_child_if_newer("customer_invoices", "cus_1", "in_1", {"status": "paid"}, "1")
+    store.put_child_if_newer("customer_invoices", "cus_1", "in_2", {"status": "paid"}, "2")
+    store.put_child_if_newer("customer_invoices", "cus_10", "in_3", {"status": "open"}, "1")
+    store.put_child_if_newer("customer_disputes", "cus_1", "dp_1", {"status": "won"}, "1")
     store.put("customer_invoices", "cus_1", {"not": "a child"})
 
     assert store.children("customer_invoices", "cus_1") == {
@@ -221,3 +223,122 @@ def test_children_are_kept_under_their_parent(store: Store) -> None:
     assert store.children("customer_invoices", "cus_unknown") == {}
     with pytest.raises(ValueError, match="without '#'"):
         store.children("a#b", "cus_1")
+
+
+# Conditional writes: the newest order wins, in one atomic step --------------------------
+
+
+def test_put_if_newer_keeps_the_item_with_the_greatest_order(store: Store) -> None:
+    assert store.put_if_newer("subscriptions", "sub_1", {"v": "b"}, "0|b") is True
+    assert store.put_if_newer("subscriptions", "sub_1", {"v": "a"}, "0|a") is False
+    assert store.get("subscriptions", "sub_1") == {"v": "b"}
+    # The same order is the same version again (a retry): written, and True.
+    assert store.put_if_newer("subscriptions", "sub_1", {"v": "b", "again": 1}, "0|b") is True
+    assert store.get("subscriptions", "sub_1") == {"v": "b", "again": 1}
+    assert store.put_if_newer("subscriptions", "sub_1", {"v": "deleted"}, "1|a") is True
+    assert store.put_if_newer("subscriptions", "sub_1", {"v": "c"}, "0|c") is False
+    assert store.get("subscriptions", "sub_1") == {"v": "deleted"}
+
+
+def test_an_item_written_by_put_is_replaced_by_any_order(store: Store) -> None:
+    store.put("fulfilments", "cs_1", {"event_id": "evt_old"})
+    assert store.put_if_newer("fulfilments", "cs_1", {"event_id": "evt_new"}, "0") is True
+    assert store.get("fulfilments", "cs_1") == {"event_id": "evt_new"}
+
+
+def test_put_child_if_newer_orders_each_child_on_its_own(store: Store) -> None:
+    assert store.put_child_if_newer("customer_invoices", "cus_1", "in_1", {"s": "paid"}, "2")
+    assert not store.put_child_if_newer("customer_invoices", "cus_1", "in_1", {"s": "open"}, "1")
+    assert store.put_child_if_newer("customer_invoices", "cus_1", "in_2", {"s": "open"}, "1")
+    assert store.put_child_if_newer("customer_invoices", "cus_2", "in_1", {"s": "draft"}, "0")
+    assert store.children("customer_invoices", "cus_1") == {
+        "in_1": {"s": "paid"},
+        "in_2": {"s": "open"},
+    }
+
+
+def test_record_outcome_never_replaces_a_later_outcome(store: Store) -> None:
+    # A run that failed is recorded after the retry that ran meanwhile and succeeded.
+    store.record_outcome("evt_1", "checkout.fulfil", Outcome("ok", 2, T2))
+    store.record_outcome("evt_1", "checkout.fulfil", Outcome("error", 1, T1, "E", "late"))
+    assert store.outcomes("evt_1") == {"checkout.fulfil": Outcome("ok", 2, T2)}
+
+
+# Claims: once per object, with a lease -----------------------------------------------
+
+
+def test_a_claim_is_held_by_one_owner_until_done(store: Store) -> None:
+    now = 1_000.0
+    assert store.claim("fulfilments", "cs_1", "evt_a", 60, now) is Claim.TAKEN
+    assert store.claim("fulfilments", "cs_1", "evt_b", 60, now + 1) is Claim.HELD
+    # The owner's own retry (its first run died) takes it again.
+    assert store.claim("fulfilments", "cs_1", "evt_a", 60, now + 2) is Claim.TAKEN
+    held = store.get("fulfilments", "cs_1")
+    assert held == {"claim": "claimed", "owner": "evt_a", "lease_until": now + 62}
+    store.finish_claim("fulfilments", "cs_1", "evt_a", {"event_type": "x"})
+    for owner in ("evt_a", "evt_b"):
+        assert store.claim("fulfilments", "cs_1", owner, 60, now + 1_000) is Claim.DONE
+    assert store.get("fulfilments", "cs_1") == {
+        "claim": "done",
+        "owner": "evt_a",
+        "event_type": "x",
+    }
+
+
+def test_a_claim_whose_lease_ended_is_taken_over(store: Store) -> None:
+    assert store.claim("fulfilments", "cs_1", "evt_a", 60, 1_000.0) is Claim.TAKEN
+    assert store.claim("fulfilments", "cs_1", "evt_b", 60, 1_059.0) is Claim.HELD
+    assert store.claim("fulfilments", "cs_1", "evt_b", 60, 1_061.0) is Claim.TAKEN
+    # The crashed holder comes back: its release must not free the new holder's claim.
+    store.release_claim("fulfilments", "cs_1", "evt_a")
+    assert store.claim("fulfilments", "cs_1", "evt_c", 60, 1_062.0) is Claim.HELD
+
+
+def test_a_released_claim_is_taken_at_once(store: Store) -> None:
+    assert store.claim("fulfilments", "cs_1", "evt_a", 60, 1_000.0) is Claim.TAKEN
+    store.release_claim("fulfilments", "cs_1", "evt_a")
+    assert store.get("fulfilments", "cs_1") is None
+    assert store.claim("fulfilments", "cs_1", "evt_b", 60, 1_001.0) is Claim.TAKEN
+
+
+def test_a_record_from_before_claims_reads_as_done(store: Store) -> None:
+    store.put("fulfilments", "cs_1", {"event_id": "evt_a", "event_type": "x"})
+    assert store.claim("fulfilments", "cs_1", "evt_b", 60, 1_000.0) is Claim.DONE
+
+
+# Nothing the store refuses: items and bodies over DynamoDB's 400 KB item limit -----------
+
+MEGABYTE_ITEM = {"id": "in_big", "lines": [{"n": n, "text": "x" * 1_000} for n in range(1_000)]}
+
+
+def test_an_item_of_a_megabyte_round_trips(store: Store) -> None:
+    assert len(json.dumps(MEGABYTE_ITEM)) > 1_000_000
+    store.put("invoices", "in_put", MEGABYTE_ITEM)
+    assert store.put_if_newer("invoices", "in_big", MEGABYTE_ITEM, "1")
+    assert not store.put_if_newer("invoices", "in_big", {"id": "older"}, "0")
+    assert store.put_child_if_newer("customer_invoices", "cus_1", "in_big", MEGABYTE_ITEM, "1")
+    assert store.get("invoices", "in_put") == MEGABYTE_ITEM
+    assert store.get("invoices", "in_big") == MEGABYTE_ITEM
+    assert store.children("customer_invoices", "cus_1") == {"in_big": MEGABYTE_ITEM}
+    # Replaced by a small one: the reference goes with the old item.
+    assert store.put_if_newer("invoices", "in_big", {"id": "in_big"}, "2")
+    assert store.get("invoices", "in_big") == {"id": "in_big"}
+
+
+def test_a_received_body_of_a_megabyte_is_kept_for_replay(store: Store, s3_bucket: str) -> None:
+    event = {"id": "evt_big", "object": "event", "type": "invoice.paid", "created": 5}
+    body = json.dumps({**event, "livemode": False, "data": {"object": MEGABYTE_ITEM}})
+    store.record_received("evt_big", "invoice.paid", 5, T1, body)
+    entry = store.event("evt_big")
+    assert entry is not None and entry.body is not None
+    # SQLite keeps the body; DynamoDB the reference oversized events travel as.
+    assert restore(json.loads(entry.body), S3PayloadStore(s3_bucket, REGION)) == json.loads(body)
+
+
+def test_dynamodb_without_a_payload_store_says_what_to_set(moto_url: str) -> None:
+    table = unique("store-contract")
+    create_table(table, REGION)
+    store = DynamoStore(table, REGION)
+    with pytest.raises(ValueError, match="STRIPE_EVENTS_BUCKET"):
+        store.put("invoices", "in_big", MEGABYTE_ITEM)
+    boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.resources.subscriptions import entitlements
 from chalicelib.stripe_events.store import Store
 
 OPEN_INVOICES = {"draft", "open"}
-CLOSED_DISPUTES = {"won", "lost", "warning_closed", "prevented"}
+# charge_refunded: how API versions before 2014-11-20 said a dispute was won.
+CLOSED_DISPUTES = {"won", "lost", "warning_closed", "prevented", "charge_refunded"}
 
 
 def customer_state(store: Store, customer_id: str) -> dict[str, Any] | None:
@@ -22,13 +24,12 @@ def customer_state(store: Store, customer_id: str) -> dict[str, Any] | None:
     disputes = store.children("customer_disputes", customer_id)
     if customer is None and not (subscriptions or invoices or disputes):
         return None
-    entitlements = store.get("entitlements", customer_id) or {}
     return {
         "id": customer_id,
         "customer": None if customer is None else customer["object"],
         "deleted": bool(customer and customer["deleted"]),
         "subscriptions": list(subscriptions.values()),
-        "entitlements": entitlements.get("features", []),
+        "entitlements": entitlements(store, customer_id)["features"],
         "open_invoices": [i for i in invoices.values() if i.get("status") in OPEN_INVOICES],
         "open_disputes": [d for d in disputes.values() if d.get("status") not in CLOSED_DISPUTES],
     }

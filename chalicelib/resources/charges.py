@@ -8,9 +8,10 @@ We keep:
 - "payment_refunds": under the refunded PaymentIntent's id (a charge's id for a charge
   made without one), one small record per refund, so that a payment lists its refunds.
 
-A refund is seen in its own events, and also in the `refunds` list of a refunded
-charge (API versions before 2022-11-15, or when the list is expanded). Both go through
-`apply_snapshot` as refunds, so whichever arrives last, the newest state wins.
+A refund is seen in its own events, and also in the `refunds` of a refunded charge (API
+versions before 2022-11-15, or when the list is expanded; before 2014-06-17 a plain
+array, whose refunds may lack `charge`). Both go through `apply_snapshot` as refunds, so
+whichever arrives last, the newest state wins.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import stripe
 
 from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot
+from chalicelib.stripe_events.projection import apply_snapshot, apply_summary
 
 router = Router("charges")
 
@@ -30,8 +31,13 @@ def save_charge(event: stripe.Event, ctx: Context) -> None:
     if not apply_snapshot(ctx, "charges", event):
         ctx.log.info("kept the stored charge: %s %s is not newer", event.type, event.id)
     # Each listed refund is versioned on its own, so a stale charge may still hold news.
-    refunds = event.data.object.to_dict(for_json=True).get("refunds") or {}
-    for refund in refunds.get("data", []):
+    charge = event.data.object.to_dict(for_json=True)
+    for refund in refunds_of(charge):
+        if not isinstance(refund.get("id"), str):
+            ctx.log.warning("a refund of charge %s has no id: not kept", charge["id"])
+            continue
+        # Refunds listed in a charge name it, except in the oldest API versions.
+        refund = {"charge": charge["id"], "currency": charge.get("currency"), **refund}
         save_refund(_refund_event(event, refund), ctx)
 
 
@@ -45,20 +51,24 @@ def save_refund(event: stripe.Event, ctx: Context) -> None:
     if payment is None:
         ctx.log.warning("refund %s names no payment or charge: not listed", refund["id"])
         return
-    ctx.store.put_child(
-        "payment_refunds",
-        payment,
-        refund["id"],
-        {
-            "id": refund["id"],
-            "status": refund["status"],
-            "amount": refund["amount"],
-            "currency": refund["currency"],
-            "charge": refund.get("charge"),
-            "payment_intent": refund.get("payment_intent"),
-            "reason": refund.get("reason"),
-        },
-    )
+    summary = {
+        "id": refund["id"],
+        "status": refund.get("status"),
+        "amount": refund.get("amount"),
+        "currency": refund.get("currency"),
+        "charge": refund.get("charge"),
+        "payment_intent": refund.get("payment_intent"),
+        "reason": refund.get("reason"),
+    }
+    apply_summary(ctx, "payment_refunds", payment, refund["id"], summary, event)
+
+
+def refunds_of(charge: dict[str, Any]) -> list[dict[str, Any]]:
+    """The refunds a charge lists: a list object, a plain array (before 2014-06-17), or none."""
+    refunds = charge.get("refunds")
+    if isinstance(refunds, dict):
+        refunds = refunds.get("data")
+    return [r for r in refunds or [] if isinstance(r, dict)]
 
 
 def _refund_event(charge_event: stripe.Event, refund: dict[str, Any]) -> stripe.Event:

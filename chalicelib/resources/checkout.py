@@ -6,9 +6,15 @@
 It is called once per session, once the payment is settled: on `completed` when
 `payment_status` is "paid" or "no_payment_required" (cards, free orders), or else on
 `async_payment_succeeded` (bank debits, which complete "unpaid" and settle days later).
-Each handler runs once per event, but Stripe may send both events, in either order: the
-"fulfilments" record, keyed by session id, makes it once per session. Every session,
-expired ones too, is kept in "checkout_sessions".
+Each handler runs once per event, but Stripe may send both events, in either order and
+at the same moment: a claim on the session ("fulfilments", see `claims.once_per_object`)
+makes it once per session. Every session, expired ones too, is kept in
+"checkout_sessions".
+
+Sessions of events from before September 2020 have no `payment_status`. Then the event
+decides: `async_payment_succeeded` is a settled payment; for `completed`, the session is
+fetched from the API when STRIPE_API_KEY is set, and otherwise not fulfilled, with a
+warning: nothing says whether it was paid.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ from typing import Any
 import stripe
 
 from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot
+from chalicelib.stripe_events.claims import once_per_object
+from chalicelib.stripe_events.projection import apply_snapshot, order_key
 
 router = Router("checkout")
 
@@ -29,8 +36,8 @@ def fulfil_order(session: dict[str, Any], ctx: Context) -> None:
     """Deliver the order of a paid Checkout Session. Replace this body with your own.
 
     `session` is the Checkout Session as plain JSON. Raise to have it retried. It can
-    run twice for one session after a crash (see `fulfil_when_paid`), so key what you do
-    by `session["id"]`, e.g. as the Idempotency-Key of the API calls you make.
+    run twice for one session only after a crash right after it returned, so key what
+    you do by `session["id"]`, e.g. as the Idempotency-Key of the API calls you make.
     """
     ctx.store.put(
         "orders",
@@ -63,21 +70,42 @@ def save_session(event: stripe.Event, ctx: Context) -> None:
 def fulfil_when_paid(event: stripe.Event, ctx: Context) -> None:
     session = event.data.object.to_dict(for_json=True)
     # async_payment_succeeded carries payment_status "paid": one rule covers both events.
-    if session["payment_status"] not in SETTLED:
-        ctx.log.info("session %s is not paid yet: waiting to fulfil", session["id"])
+    status = payment_status(event, session, ctx)
+    if status not in SETTLED:
+        ctx.log.info("session %s is not paid yet (%s): waiting to fulfil", session["id"], status)
         return
+
     # Whatever the arrival order (apply_snapshot's answer does not matter here): once
-    # paid, a session stays paid, and the first event that says so fulfils it.
-    if ctx.store.get("fulfilments", session["id"]) is not None:
+    # paid, a session stays paid, and the first event that says so fulfils it. The claim
+    # is marked done only after fulfil_order returned: if it raises, the claim is
+    # released and the retry fulfils. Marking it first would turn a crash into a paid
+    # order never delivered.
+    def fulfil() -> dict[str, Any]:
+        fulfil_order(session, ctx)
+        return {"event_type": event.type}  # kept with the "done" record, as is the event id
+
+    if not once_per_object(ctx, "fulfilments", session["id"], fulfil):
         ctx.log.info("session %s is already fulfilled", session["id"])
-        return
-    fulfil_order(session, ctx)
-    # Recorded only after fulfil_order returned: if it raises, the retry fulfils. A crash
-    # between these two lines makes the retry call fulfil_order again (at least once,
-    # never zero times), hence "key what you do by the session id" above. Recording first
-    # would turn that crash into a paid order never delivered. (Two settling events of one
-    # session handled at the same moment could both fulfil too; Stripe sends only one.)
-    ctx.store.put("fulfilments", session["id"], {"event_id": event.id, "event_type": event.type})
+
+
+def payment_status(event: stripe.Event, session: dict[str, Any], ctx: Context) -> str | None:
+    """The session's payment status, also for sessions from before the field existed."""
+    if "payment_status" in session:
+        return str(session["payment_status"])
+    if event.type == "checkout.session.async_payment_succeeded":
+        return "paid"
+    if ctx.stripe is not None:
+        options: stripe.RequestOptions = {}
+        if account := getattr(event, "account", None):
+            options["stripe_account"] = account
+        fetched = ctx.stripe.v1.checkout.sessions.retrieve(session["id"], options=options)
+        return str(fetched.payment_status)
+    ctx.log.warning(
+        "session %s has no payment_status (an API version before 2020-09) and STRIPE_API_KEY "
+        "is not set to fetch it: not fulfilled. Fulfil it by hand if it was paid.",
+        session["id"],
+    )
+    return None
 
 
 @router.on("checkout.session.async_payment_failed")
@@ -85,14 +113,11 @@ def record_failed_payment(event: stripe.Event, ctx: Context) -> None:
     # The session stays "complete" and "unpaid", like one still waiting to settle; this
     # record tells them apart (and is where to ask the customer for another way to pay).
     session = event.data.object.to_dict(for_json=True)
-    ctx.store.put(
-        "checkout_payment_failures",
-        session["id"],
-        {
-            "session": session["id"],
-            "customer": session.get("customer"),
-            "payment_intent": session.get("payment_intent"),
-            "event_id": event.id,
-        },
-    )
+    failure = {
+        "session": session["id"],
+        "customer": session.get("customer"),
+        "payment_intent": session.get("payment_intent"),
+        "event_id": event.id,
+    }
+    ctx.store.put_if_newer("checkout_payment_failures", session["id"], failure, order_key(event))
     ctx.log.warning("the payment of checkout session %s failed", session["id"])

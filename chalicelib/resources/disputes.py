@@ -7,6 +7,11 @@ notification with its evidence due date, the last day to answer it.
 A dispute names its charge, not its customer. We ask the charge: as the charges module
 stored it, else the Stripe API (when STRIPE_API_KEY is set). When neither knows it, the
 dispute is kept under no customer, until a later event of the dispute finds the charge.
+
+Older API versions name fields differently, and each is read: `evidence_due_by` (before
+2014-12-08) for `evidence_details.due_by`, the status `charge_refunded` (before
+2014-11-20) for a won dispute, and disputes with no id of their own (the oldest), which
+are kept under their charge's id.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import Any
 import stripe
 
 from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot
+from chalicelib.stripe_events.projection import apply_snapshot, apply_summary
 
 router = Router("disputes")
 
@@ -30,16 +35,19 @@ router = Router("disputes")
     "charge.dispute.funds_withdrawn",
 )
 def save_dispute(event: stripe.Event, ctx: Context) -> None:
-    dispute = event.data.object.to_dict(for_json=True)
+    dispute = summary(event.data.object.to_dict(for_json=True))
+    if dispute["id"] is None:
+        ctx.log.warning("%s: the dispute has neither an id nor a charge: not kept", event.id)
+        return
     # Look up before storing: when the lookup fails, the retry must not find the snapshot
     # already stored, or it would skip the index.
     customer = customer_of(ctx, event, dispute["charge"])
-    if not apply_snapshot(ctx, "disputes", event):
+    if not apply_snapshot(ctx, "disputes", event, key=dispute["id"]):
         ctx.log.info("kept the stored dispute: %s %s is not newer", event.type, event.id)
         return
     if customer is None:
         return
-    ctx.store.put_child("customer_disputes", customer, dispute["id"], summary(dispute))
+    apply_summary(ctx, "customer_disputes", customer, dispute["id"], dispute, event)
 
 
 # A handler of its own, so that it runs even when the created event arrives after a
@@ -55,20 +63,24 @@ def alert_new_dispute(event: stripe.Event, ctx: Context) -> None:
 
 
 def summary(dispute: dict[str, Any]) -> dict[str, Any]:
-    """What a customer's billing page and the alert show of a dispute."""
+    """What a customer's billing page and the alert show of a dispute, in any API version."""
+    charge = id_of(dispute.get("charge"))
+    due_by = (dispute.get("evidence_details") or {}).get("due_by")
     return {
-        "id": dispute["id"],
-        "status": dispute["status"],
-        "amount": dispute["amount"],
-        "currency": dispute["currency"],
-        "reason": dispute["reason"],
-        "charge": dispute["charge"],
-        "evidence_due_by": (dispute.get("evidence_details") or {}).get("due_by"),
+        "id": dispute.get("id") or charge,
+        "status": dispute.get("status"),
+        "amount": dispute.get("amount"),
+        "currency": dispute.get("currency"),
+        "reason": dispute.get("reason"),
+        "charge": charge,
+        "evidence_due_by": due_by if due_by is not None else dispute.get("evidence_due_by"),
     }
 
 
-def customer_of(ctx: Context, event: stripe.Event, charge_id: str) -> str | None:
+def customer_of(ctx: Context, event: stripe.Event, charge_id: str | None) -> str | None:
     """The customer of the charge, or None when it has none or nobody knows the charge."""
+    if charge_id is None:
+        return None
     charge: dict[str, Any] | None = None
     stored = ctx.store.get("charges", charge_id)
     if stored is not None:
@@ -89,5 +101,11 @@ def customer_of(ctx: Context, event: stripe.Event, charge_id: str) -> str | None
         )
         return None
     # In events, and API answers that expand nothing, `customer` is an id or None.
-    customer = charge.get("customer")
-    return customer if isinstance(customer, str) else None
+    return id_of(charge.get("customer"))
+
+
+def id_of(value: Any) -> str | None:
+    """The id of a field that is an id, or an expanded object, or null."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else None

@@ -7,6 +7,9 @@ customer, the next invoice Stripe announced).
 Access is not decided here: when a renewal fails, Stripe also sends
 `customer.subscription.updated` (past_due), and the subscriptions module takes the
 entitlements away; they come back with the update to `active` once it is paid.
+
+Invoices of API versions before 2018-11-08 have no `status`: the summary gives the one
+their `paid` and `forgiven` booleans mean (`projection.status_of`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from typing import Any
 import stripe
 
 from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot
+from chalicelib.stripe_events.projection import (
+    apply_snapshot,
+    apply_summary,
+    order_key,
+    status_of,
+)
 
 router = Router("invoices")
 
@@ -51,8 +59,11 @@ def save_invoice(event: stripe.Event, ctx: Context) -> None:
     invoice = event.data.object.to_dict(for_json=True)
     customer = id_of(invoice.get("customer"))
     if customer is not None:
-        summary = {f: invoice.get(f) for f in FIELDS} | {"subscription": subscription_of(invoice)}
-        ctx.store.put_child("customer_invoices", customer, invoice["id"], summary)
+        summary = {f: invoice.get(f) for f in FIELDS} | {
+            "status": status_of(invoice),
+            "subscription": subscription_of(invoice),
+        }
+        apply_summary(ctx, "customer_invoices", customer, invoice["id"], summary, event)
 
 
 @router.on("invoice.payment_failed")
@@ -62,8 +73,8 @@ def send_dunning_notice(event: stripe.Event, ctx: Context) -> None:
     # Late deliveries: no notice for an invoice since paid or voided, nor for an attempt
     # that a later one (which sent its own notice) superseded.
     if newest is not None and (
-        newest["object"]["status"] in SETTLED
-        or newest["object"]["attempt_count"] > invoice["attempt_count"]
+        status_of(newest["object"]) in SETTLED
+        or (newest["object"].get("attempt_count") or 0) > (invoice.get("attempt_count") or 0)
     ):
         ctx.log.info(
             "no dunning notice for %s: superseded by %s", event.id, newest["version"]["event_id"]
@@ -74,9 +85,9 @@ def send_dunning_notice(event: stripe.Event, ctx: Context) -> None:
         "invoice": invoice["id"],
         "customer": customer,
         "subscription": subscription_of(invoice),
-        "amount_due": invoice["amount_due"],
-        "currency": invoice["currency"],
-        "attempt_count": invoice["attempt_count"],
+        "amount_due": invoice.get("amount_due"),
+        "currency": invoice.get("currency"),
+        "attempt_count": invoice.get("attempt_count"),
         "hosted_invoice_url": invoice.get("hosted_invoice_url"),
         "next_payment_attempt": invoice.get("next_payment_attempt"),
     }
@@ -93,10 +104,6 @@ def save_upcoming_invoice(event: stripe.Event, ctx: Context) -> None:
     if customer is None:
         ctx.log.info("upcoming invoice without a customer in %s: not kept", event.id)
         return
-    stored = ctx.store.get("upcoming_invoices", customer)
-    if stored is not None and (stored["created"], stored["event_id"]) > (event.created, event.id):
-        ctx.log.info("kept the stored upcoming invoice: %s is not newer", event.id)
-        return
     upcoming = {
         "customer": customer,
         "subscription": subscription_of(invoice),
@@ -106,14 +113,15 @@ def save_upcoming_invoice(event: stripe.Event, ctx: Context) -> None:
         "created": event.created,
         "event_id": event.id,
     }
-    ctx.store.put("upcoming_invoices", customer, upcoming)
+    if not ctx.store.put_if_newer("upcoming_invoices", customer, upcoming, order_key(event)):
+        ctx.log.info("kept the stored upcoming invoice: %s is not newer", event.id)
 
 
 def subscription_of(invoice: dict[str, Any]) -> str | None:
     # Since API version 2025-03-31 an invoice names its subscription under its parent.
     parent = invoice.get("parent") or {}
     if parent.get("type") == "subscription_details":
-        return id_of(parent["subscription_details"].get("subscription"))
+        return id_of((parent.get("subscription_details") or {}).get("subscription"))
     return id_of(invoice.get("subscription"))
 
 

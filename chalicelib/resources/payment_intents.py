@@ -7,7 +7,8 @@ cancellation. We keep:
 - "customer_payments": under the customer's id, one small record per intent, with the
   message of the last failure, so that a billing page can say why a card was declined.
 
-A payment without a customer (a guest checkout) is kept, but under no customer.
+A payment without a customer (a guest checkout) is kept, but under no customer. The
+statuses API versions before 2019-02-11 named otherwise are given their current names.
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from __future__ import annotations
 import stripe
 
 from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot
+from chalicelib.stripe_events.projection import apply_snapshot, apply_summary
 
 router = Router("payment_intents")
+
+# Renamed by API version 2019-02-11.
+RENAMED_STATUSES = {
+    "requires_source": "requires_payment_method",
+    "requires_source_action": "requires_action",
+}
 
 
 @router.on(
@@ -35,20 +42,19 @@ def save_payment_intent(event: stripe.Event, ctx: Context) -> None:
         return
     intent = event.data.object.to_dict(for_json=True)
     customer = intent.get("customer")
-    if customer is None:
+    if isinstance(customer, dict):  # expanded
+        customer = customer.get("id")
+    if not isinstance(customer, str):
         return
     # Stripe clears last_payment_error whenever the intent is updated again, so this is
     # the error of the latest attempt, or None: never one from an attempt since retried.
     error = intent.get("last_payment_error") or {}
-    ctx.store.put_child(
-        "customer_payments",
-        customer,
-        intent["id"],
-        {
-            "id": intent["id"],
-            "status": intent["status"],
-            "amount": intent["amount"],
-            "currency": intent["currency"],
-            "last_error": error.get("message"),
-        },
-    )
+    status = intent.get("status")
+    summary = {
+        "id": intent["id"],
+        "status": RENAMED_STATUSES.get(status, status) if isinstance(status, str) else None,
+        "amount": intent.get("amount"),
+        "currency": intent.get("currency"),
+        "last_error": error.get("message"),
+    }
+    apply_summary(ctx, "customer_payments", customer, intent["id"], summary, event)

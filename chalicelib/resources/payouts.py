@@ -30,8 +30,8 @@ def alert_failed_payout(event: stripe.Event, ctx: Context) -> None:
         f"Payout {payout['id']} failed: {payout.get('failure_code')}",
         {
             "payout": payout["id"],
-            "amount": payout["amount"],  # in the currency's smallest unit, as Stripe gives it
-            "currency": payout["currency"],
+            "amount": payout.get("amount"),  # in the currency's smallest unit, as Stripe gives it
+            "currency": payout.get("currency"),
             "arrival_date": payout.get("arrival_date"),
             "failure_code": payout.get("failure_code"),
             "failure_message": payout.get("failure_message"),

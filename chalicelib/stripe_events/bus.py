@@ -31,6 +31,8 @@ log = logging.getLogger("stripe_events.bus")
 # Stripe waits about 10 s for an answer; stay well inside that before answering 503.
 RETRY_BUDGET_SECONDS = 2.0
 FIRST_BACKOFF_SECONDS = 0.05
+# How the local bus retries a function whose handler must wait for another delivery.
+BUSY_WAITS_SECONDS = (0.2, 0.5, 1.0, 2.0)
 
 
 class Publisher(ABC):
@@ -121,9 +123,15 @@ class EventBridgePublisher(Publisher):
 class LocalBus(Publisher):
     """Delivers to the app's `on_cw_event` functions, through the same patterns."""
 
-    def __init__(self, app: Callable[[], Chalice], region: str) -> None:
+    def __init__(
+        self,
+        app: Callable[[], Chalice],
+        region: str,
+        busy_waits: tuple[float, ...] = BUSY_WAITS_SECONDS,
+    ) -> None:
         self.app = app
         self.region = region
+        self.busy_waits = busy_waits
 
     def publish(self, entry: Entry) -> None:
         from chalice.app import CloudWatchEventConfig
@@ -132,12 +140,27 @@ class LocalBus(Publisher):
         app = self.app()
         for source in app.event_sources:
             if isinstance(source, CloudWatchEventConfig) and matches(source.event_pattern, event):
-                try:
-                    app.handler_map[source.name](event, None)
-                except Exception:
-                    # As in AWS, a function's failure does not change the webhook's answer;
-                    # the dispatcher has already recorded it in the ledger.
-                    log.exception("function %s failed for %s", source.name, entry["DetailType"])
+                self._deliver(app, source.name, event)
+
+    def _deliver(self, app: Chalice, function: str, event: dict[str, Any]) -> None:
+        from chalicelib.stripe_events.dispatch import HandlerBusy
+
+        for wait in (*self.busy_waits, None):
+            try:
+                app.handler_map[function](event, None)
+                return
+            except HandlerBusy:
+                # Another delivery (a thread of this server) holds what the handler needs;
+                # Lambda would retry later, so wait for it here, a few times.
+                if wait is None:
+                    log.exception("function %s still busy for %s", function, event["detail-type"])
+                    return
+                time.sleep(wait)
+            except Exception:
+                # As in AWS, a function's failure does not change the webhook's answer;
+                # the dispatcher has already recorded it in the ledger.
+                log.exception("function %s failed for %s", function, event["detail-type"])
+                return
 
     def to_cloudwatch_event(self, entry: Entry) -> dict[str, Any]:
         """The event as EventBridge would deliver it to a Lambda function."""

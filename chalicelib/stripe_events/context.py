@@ -16,6 +16,9 @@ from chalicelib.stripe_events.notifier import Notification, Notifier
 from chalicelib.stripe_events.store import Store
 
 NOTIFICATIONS = "notifications"
+# How long a claim (`claims.once_per_object`) is held when the run's deadline is unknown:
+# Chalice's default Lambda timeout.
+DEFAULT_LEASE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,9 @@ class Context:
     stripe: stripe.StripeClient | None = None
     notifier: Callable[[], Notifier] | None = None
     event_id: str = ""
+    # At least as long as this run can live (the Lambda's remaining time): a claim held
+    # this long belongs to a run that has ended.
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     def notify(
         self, kind: str, subject: str, message: dict[str, Any], customer: str | None = None
@@ -34,7 +40,9 @@ class Context:
         """Send a notification once per event, even when the handler is retried.
 
         Returns False when it had already been sent for this event. A crash between
-        sending and recording it can still send it twice; never zero times.
+        sending and recording it can still send it twice; never zero times. Reading and
+        then writing the record is safe here: no two runs of one (event, handler) overlap,
+        the dispatcher's idempotency lock sees to that.
         """
         if self.notifier is None:
             raise RuntimeError("this context has no notifier")

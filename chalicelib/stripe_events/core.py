@@ -46,7 +46,7 @@ class StripeEvents:
     # Created on first use, not at import: a cold start pays only for what it uses.
     @cached_property
     def store(self) -> Store:
-        return open_store(self.settings)
+        return open_store(self.settings, lambda: self.payloads)
 
     @cached_property
     def publisher(self) -> Publisher:

@@ -17,7 +17,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from chalicelib.stripe_events import observability
 from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.envelope import unwrap
-from chalicelib.stripe_events.idempotency import run_once
+from chalicelib.stripe_events.errors import RetryLater
+from chalicelib.stripe_events.idempotency import LocalLambdaContext, run_once
 from chalicelib.stripe_events.ledger import Outcome, utc_now
 from chalicelib.stripe_events.notifier import Notifier
 from chalicelib.stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
@@ -38,7 +39,12 @@ class HandlerFailed(Exception):
 
 
 class HandlerBusy(Exception):
-    """Another run holds a handler's lock for this event. Raised so that Lambda retries later."""
+    """A handler must wait for another run: the same event's (its idempotency lock), or
+    another event's (a claim on the same object). Raised so that Lambda retries later."""
+
+
+# Clocks of two Lambda containers may differ a little; a lease outlasts its run by this.
+CLOCK_SKEW_SECONDS = 1.0
 
 
 class Dispatcher:
@@ -85,8 +91,8 @@ class Dispatcher:
             before = previous.get(handler.name)
             try:
                 outcome = self._run(handler, event, before, lambda_context)
-            except IdempotencyAlreadyInProgressError:
-                log.warning("%s is running elsewhere for %s; retry later", handler.name, event.id)
+            except (IdempotencyAlreadyInProgressError, RetryLater) as wait:
+                log.warning("%s must wait for %s, retry later: %s", handler.name, event.id, wait)
                 busy.append(handler.name)
                 continue
             results[handler.name] = outcome
@@ -106,6 +112,7 @@ class Dispatcher:
     ) -> Outcome:
         """The new outcome, or `before` itself when the handler had already completed."""
         ran = False
+        lambda_context = lambda_context or LocalLambdaContext()
 
         def run() -> dict[str, Any]:
             nonlocal ran
@@ -113,7 +120,11 @@ class Dispatcher:
             logger = logging.getLogger(f"stripe_events.{handler.name}")
             # A test key cannot see live objects, nor the reverse: a 404 would mean nothing.
             client = self.stripe_client if self.stripe_live == event.livemode else None
-            context = Context(self.store, logger, handler.name, client, self.notifier, event.id)
+            # Lambda ends this run by its deadline: a claim it takes is free after that.
+            lease = lambda_context.get_remaining_time_in_millis() / 1000 + CLOCK_SKEW_SECONDS
+            context = Context(
+                self.store, logger, handler.name, client, self.notifier, event.id, lease
+            )
             handler.func(event, context)
             return {"status": "ok"}
 
@@ -128,7 +139,7 @@ class Dispatcher:
                 retention_days=self.retention_days,
                 lambda_context=lambda_context,
             )
-        except IdempotencyAlreadyInProgressError:
+        except (IdempotencyAlreadyInProgressError, RetryLater):
             raise
         except Exception as error:
             # The handler's own error, or the idempotency store's: either way, retry later.

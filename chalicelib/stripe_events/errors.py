@@ -15,3 +15,7 @@ class Rejected(Exception):
 
 class PublishFailed(Exception):
     """EventBridge did not accept the entry. The webhook answers 503 so that Stripe retries."""
+
+
+class RetryLater(Exception):
+    """A handler must wait for another run (not a failure): Lambda runs it again later."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import click
 
+from chalicelib.stripe_events.payloads import EVENTS_FOLDER, STATE_FOLDER
 from chalicelib.stripe_events.settings import LOCAL_BUS, PARTNER_SOURCE_PREFIX, SettingsError
 from chalicelib.stripe_events.stages import PROJECT_DIR, import_app, stage_environment
 
@@ -42,8 +43,10 @@ EVENT_BUS = "default"
 KEY_SCHEMA = (("pk", "HASH"), ("sk", "RANGE"))
 # Powertools' DynamoDB idempotency layer writes the records' expiry here (its default).
 TTL_ATTRIBUTE = "expiration"
-# payloads.S3PayloadStore keeps the bodies of oversized events under this prefix.
-BODIES_PREFIX = "events/"
+# payloads.S3PayloadStore keeps the bodies of oversized events under this prefix, and
+# projected items too large for a DynamoDB item under the other, which never expires.
+BODIES_PREFIX = f"{EVENTS_FOLDER}/"
+STATE_PREFIX = f"{STATE_FOLDER}/"
 # Longer than Stripe's retries (3 days) and its Events API (30 days), which replay and
 # backfill read; the same as the idempotency records' default retention.
 BODY_RETENTION_DAYS = 35
@@ -274,6 +277,12 @@ def function_policy(
                 ["s3:PutObject"],
                 [place.s3_arn(f"{bucket}/{BODIES_PREFIX}*")],
             ),
+            # The billing route reads projected items, which may be kept there.
+            _allow(
+                "ReadOversizedItems",
+                ["s3:GetObject"],
+                [place.s3_arn(f"{bucket}/{STATE_PREFIX}*")],
+            ),
         ]
         parameters = [("WebhookSigningSecret", webhook_secret_param)]
     else:
@@ -292,10 +301,15 @@ def function_policy(
                 [table],
             ),
             _allow("Notify", ["sns:Publish"], [place.arn("sns", names.topic)]),
+            # Oversized events' bodies, and what a DynamoDB item cannot hold: a received
+            # event's body (the ledger keeps it for replay), a projected item.
             _allow(
-                "ReadOversizedBodies",
-                ["s3:GetObject"],
-                [place.s3_arn(f"{bucket}/{BODIES_PREFIX}*")],
+                "OversizedBodiesAndItems",
+                ["s3:GetObject", "s3:PutObject"],
+                [
+                    place.s3_arn(f"{bucket}/{BODIES_PREFIX}*"),
+                    place.s3_arn(f"{bucket}/{STATE_PREFIX}*"),
+                ],
             ),
             # Without it S3 answers a missing body with AccessDenied instead of NoSuchKey,
             # and the dispatcher could not tell a missing body from a permission problem.
@@ -326,7 +340,7 @@ def stack_policy(function: str) -> dict[str, Any]:
 
 
 # The only wildcards a policy may hold: a log group's streams, and the keys of the bodies.
-ALLOWED_WILDCARD_ENDINGS = {"logs": ":*", "s3": f"/{BODIES_PREFIX}*"}
+ALLOWED_WILDCARD_ENDINGS = {"logs": (":*",), "s3": (f"/{BODIES_PREFIX}*", f"/{STATE_PREFIX}*")}
 
 
 def policy_problems(policy: dict[str, Any], *, exact: bool) -> list[str]:
@@ -363,8 +377,8 @@ def _arn_problems(sid: str, arn: str, exact: bool) -> list[str]:
     problems = []
     if exact and "*" in region + account:
         problems.append(f"{sid}: {arn!r} does not name its region and account")
-    ending = ALLOWED_WILDCARD_ENDINGS.get(service)
-    name = resource[:-1] if ending and resource.endswith(ending) else resource
+    endings = ALLOWED_WILDCARD_ENDINGS.get(service, ())
+    name = resource[:-1] if resource.endswith(endings) else resource
     if not name or "*" in name or "?" in name:
         problems.append(f"{sid}: {arn!r} names no single resource")
     return problems

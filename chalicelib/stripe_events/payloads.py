@@ -6,6 +6,9 @@ vain. So the webhook stores the body (S3 on AWS, a directory in stage `local`) a
 publishes a small reference with the same Source, DetailType and Time, which the rules
 route exactly like the event. The dispatcher puts the body back before any handler
 sees it, so handlers never know the difference.
+
+The DynamoDB store keeps what exceeds its 400 KB item limit here too: an event's body in
+the ledger (as the same reference), and a projected item (under `state/`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ if TYPE_CHECKING:
 
 # The key that marks a detail as a reference; no Stripe event has it.
 PAYLOAD_KEY = "stripe_events_payload"
+# Folders of the store. The bucket's lifecycle rule expires event bodies after the
+# idempotency retention; projected items live as long as the item that refers to them.
+EVENTS_FOLDER = "events"
+STATE_FOLDER = "state"
 # EventBridge counts a present Time as this many bytes, whatever its value.
 TIME_BYTES = 14
 # Small top-level fields of the envelope that a reference keeps besides the header:
@@ -55,12 +62,12 @@ def _digest(body: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _name(event_id: str, sha256: str) -> str:
+def _name(folder: str, name: str, sha256: str) -> str:
     # The digest is part of the name because Stripe may deliver one event several times
     # with bodies that differ (`pending_webhooks` changes): each reference must find the
     # very body it was made for. It also makes saving idempotent: the same body is the
-    # same object. The id is only made safe for a path; the digest keeps names unique.
-    return f"{_UNSAFE_NAME.sub('_', event_id)}/{sha256}.json"
+    # same object. The name is only made safe for a path; the digest keeps names unique.
+    return f"{folder}/{_UNSAFE_NAME.sub('_', name)}/{sha256}.json"
 
 
 def _field(ref: PayloadRef, name: str, store: str) -> str:
@@ -81,8 +88,11 @@ class PayloadStore(ABC):
     kind: ClassVar[str]
 
     @abstractmethod
-    def save(self, event_id: str, body: str) -> PayloadRef:
-        """Store `body` and return the reference to publish instead. Idempotent."""
+    def save(self, name: str, body: str, folder: str = EVENTS_FOLDER) -> PayloadRef:
+        """Store `body` (an event's, by its id, or an item's) and return its reference.
+
+        Idempotent: the same body under the same name is the same object.
+        """
 
     @abstractmethod
     def load(self, ref: PayloadRef) -> str:
@@ -107,9 +117,9 @@ class S3PayloadStore(PayloadStore):
         self.client = boto3.client("s3", region_name=region, config=config)
         self.bucket = bucket
 
-    def save(self, event_id: str, body: str) -> PayloadRef:
+    def save(self, name: str, body: str, folder: str = EVENTS_FOLDER) -> PayloadRef:
         data, sha256 = _digest(body)
-        key = f"events/{_name(event_id, sha256)}"
+        key = _name(folder, name, sha256)
         self.client.put_object(
             Bucket=self.bucket,
             Key=key,
@@ -153,10 +163,10 @@ class LocalPayloadStore(PayloadStore):
     def __init__(self, directory: Path) -> None:
         self.directory = Path(directory)
 
-    def save(self, event_id: str, body: str) -> PayloadRef:
+    def save(self, name: str, body: str, folder: str = EVENTS_FOLDER) -> PayloadRef:
         data, sha256 = _digest(body)
         # Relative to the directory: the reference stays small and cannot name other files.
-        relative = _name(event_id, sha256)
+        relative = _name(folder, name, sha256)
         target = self.directory / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         # Written aside, then renamed: a dispatcher reading at the same moment sees the
@@ -232,31 +242,53 @@ def shrink(entry: Entry, header: EventHeader, store: PayloadStore, max_bytes: in
     """
     if entry_size(entry) <= max_bytes:
         return entry
-    body: str = entry["Detail"]
     try:
-        ref = store.save(header.id, body)
+        detail = reference(entry["Detail"], store)
     except Exception as error:
         raise PublishFailed(
             f"the body of event {header.id} is too large to publish and could not be "
             f"stored: {type(error).__name__}: {error}"
         ) from error
-    reference: dict[str, Any] = {
-        "id": header.id,
-        "object": "event",
-        "type": header.type,
-        "created": header.created,
-        "livemode": header.livemode,
-    }
-    original = json.loads(body)
-    for name in _KEPT_FIELDS:
-        if isinstance(original.get(name), str):
-            reference[name] = original[name]
-    reference[PAYLOAD_KEY] = ref
-    shrunk = {**entry, "Detail": json.dumps(reference, separators=(",", ":"))}
+    shrunk = {**entry, "Detail": detail}
     size = entry_size(shrunk)
     if size > max_bytes:  # only with an absurd limit or DetailType; the setting's floor is 1 KiB
         raise ValueError(f"even the reference to event {header.id} has {size} bytes > {max_bytes}")
     return shrunk
+
+
+def reference(body: str, store: PayloadStore) -> str:
+    """A small detail that stands for the event `body` (a verified event's JSON).
+
+    It keeps the envelope's header fields and says where `store` keeps the body; `restore`
+    gives the event back.
+    """
+    original = json.loads(body)
+    detail: dict[str, Any] = {
+        "id": original["id"],
+        "object": "event",
+        "type": original["type"],
+        "created": original["created"],
+        "livemode": original.get("livemode") is True,
+    }
+    for name in _KEPT_FIELDS:
+        if isinstance(original.get(name), str):
+            detail[name] = original[name]
+    detail[PAYLOAD_KEY] = store.save(original["id"], body)
+    return json.dumps(detail, separators=(",", ":"))
+
+
+def load_checked(ref: PayloadRef, store: PayloadStore, what: str) -> str:
+    """The body `ref` points to, checked against the size and SHA-256 it was saved with.
+
+    Raises PayloadMissing if it is gone and PayloadCorrupt if it is another body.
+    """
+    data, sha256 = _digest(store.load(ref))
+    if sha256 != ref.get("sha256") or len(data) != ref.get("bytes"):
+        raise PayloadCorrupt(
+            f"{what}: the stored body ({len(data)} bytes, sha256 {sha256}) is not "
+            f"the one saved ({ref.get('bytes')} bytes, sha256 {ref.get('sha256')})"
+        )
+    return data.decode("utf-8")
 
 
 def restore(detail: dict[str, Any], store: PayloadStore) -> dict[str, Any]:
@@ -271,13 +303,7 @@ def restore(detail: dict[str, Any], store: PayloadStore) -> dict[str, Any]:
     ref = detail[PAYLOAD_KEY]
     if not isinstance(ref, dict):
         raise PayloadError(f"event {event_id}: {PAYLOAD_KEY} is not an object: {ref!r}")
-    data, sha256 = _digest(store.load(ref))
-    if sha256 != ref.get("sha256") or len(data) != ref.get("bytes"):
-        raise PayloadCorrupt(
-            f"event {event_id}: the stored body ({len(data)} bytes, sha256 {sha256}) is not "
-            f"the one published ({ref.get('bytes')} bytes, sha256 {ref.get('sha256')})"
-        )
-    event = json.loads(data)
+    event = json.loads(load_checked(ref, store, f"event {event_id}"))
     if not isinstance(event, dict) or event.get("id") != event_id:
         raise PayloadCorrupt(f"event {event_id}: the stored body is another event")
     return event

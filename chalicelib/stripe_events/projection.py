@@ -1,12 +1,16 @@
 """Projections: keep the newest snapshot of each Stripe object, whatever the arrival order.
 
-Stripe delivers events at least once and in no particular order. A resource module that
-keeps "the current customer" hands each event to `apply_snapshot`, which stores the
-event's object under its id only when it is newer than the stored one:
+Stripe delivers events at least once and in no particular order, and EventBridge runs
+functions concurrently. A resource module that keeps "the current customer" hands each
+event to `apply_snapshot`, which stores the event's object under its id only when it is
+newer than the stored one:
 
     @router.on("customer.created", "customer.updated", "customer.deleted")
     def save_customer(event: stripe.Event, ctx: Context) -> None:
         apply_snapshot(ctx, "customers", event)
+
+What a module derives from the object (a summary under its customer) goes through
+`apply_summary`, with the same order, so it ends up as the newest snapshot's summary.
 
 The stored item is plain JSON:
 
@@ -30,8 +34,14 @@ Which snapshot is newer: compare these, in order; the first difference decides.
 6. Last, the event id, as a string. Stripe gives ids no order, so this choice is
    arbitrary, but it is the same in every arrival order and on every retry.
 
-A redelivered event is not stored again, but counts as applied (True), so that a handler
-retried after one of its later writes failed redoes them.
+`order_key` writes these as one string that compares the same way, and the store writes
+an item only if its order is not older than the stored one's, in one atomic step
+(`Store.put_if_newer`): a DynamoDB condition, or one SQLite transaction. Two functions
+that handle events of one object at the same moment cannot both win, and whatever the
+interleaving, the newest snapshot is what stays.
+
+A redelivered event is written again (its order is equal) and counts as applied (True),
+so that a handler retried after one of its later writes failed redoes them.
 
 Limits:
 - Two changes in one second that steps 3 to 5 cannot tell apart (two
@@ -41,8 +51,6 @@ Limits:
   two changes is kept if its event has the greater id.
 - Only one object is ordered: a subscription and its invoice are separate items, and
   nothing orders events of one against the other.
-- Read and write are not one atomic step: two functions that handle events of the same
-  object at the same moment can both read the old item, and the last write wins.
 - Statuses that move back and forth (a subscription's active and past_due) do not
   order anything; only the ones listed in `STATUS_RANK` do.
 """
@@ -55,6 +63,7 @@ from typing import Any, Protocol
 import stripe
 
 from chalicelib.stripe_events.context import Context
+from chalicelib.stripe_events.envelope import MAX_CREATED
 
 # Per object type, statuses an object cannot leave for a lower one. Unlisted statuses
 # rank 1, equal to each other, because objects move back and forth among them.
@@ -65,13 +74,15 @@ STATUS_RANK: dict[str, dict[str, int]] = {
     "checkout.session": {"open": 0, "complete": 2, "expired": 2},
     # A paid payout can still fail; a failed or canceled one never gets paid.
     "payout": {"failed": 2, "canceled": 2},
-    "dispute": {"won": 2, "lost": 2, "warning_closed": 2, "prevented": 2},
+    # charge_refunded: a won dispute, in API versions before 2014-11-20.
+    "dispute": {"won": 2, "lost": 2, "warning_closed": 2, "prevented": 2, "charge_refunded": 2},
     # A succeeded refund can still fail later, so only failed and canceled are final.
     "refund": {"failed": 2, "canceled": 2},
 }
 # Per object type, an integer field that never decreases over the object's life.
 COUNTERS: dict[str, str] = {"invoice": "attempt_count"}
 LIFECYCLE_RANK = {"created": 0, "deleted": 2}
+MAX_COUNTER = 999_999_999
 
 
 class _Retrievable(Protocol):
@@ -94,9 +105,14 @@ SERVICES: dict[str, Callable[[stripe.StripeClient], _Retrievable]] = {
 
 
 def apply_snapshot(
-    ctx: Context, collection: str, event: stripe.Event, *, refetch: bool = False
+    ctx: Context,
+    collection: str,
+    event: stripe.Event,
+    *,
+    refetch: bool = False,
+    key: str | None = None,
 ) -> bool:
-    """Store the event's object under its id if it is newer than the stored one.
+    """Store the event's object under its id (or `key`) unless a newer snapshot is stored.
 
     Returns whether it was stored. With `refetch=True` and a Stripe client in the context
     (STRIPE_API_KEY is set), the object is retrieved from the API, with the event's API
@@ -105,30 +121,65 @@ def apply_snapshot(
     event's, so a newer event fetches again; a stale event costs no API call.
     """
     obj = event.data.object.to_dict(for_json=True)
-    key = obj.get("id")
+    key = key or obj.get("id")
     if not isinstance(key, str):
         raise ValueError(f"the object of {event.type} has no id to store it under")
-    deleted = event.type.endswith(".deleted") or obj.get("deleted") is True
+    deleted = _is_deletion(event, obj)
     version = _version(event, obj)
-    stored = ctx.store.get(collection, key)
-    if stored is not None and stored["version"].get("event_id") == event.id:
-        # The same event again: a retry after a later write of the handler failed. Say
-        # "applied" so that the handler redoes its other writes; the item is already right.
-        return True
-    if stored is not None and _order(deleted, version) <= _order(
-        stored["deleted"], stored["version"]
-    ):
-        return False
     if refetch and ctx.stripe is not None:
+        # A read to spare a stale event its API call; the conditional write decides.
+        stored = ctx.store.get(collection, key)
+        if stored is not None:
+            if stored["version"].get("event_id") == event.id:
+                return True  # this event again: stored already, from the fetch it made
+            if _key(stored["deleted"], stored["version"]) > _key(deleted, version):
+                return False
         obj, gone = _retrieve(ctx.stripe, event, obj)
         deleted = deleted or gone
-    ctx.store.put(collection, key, {"object": obj, "deleted": deleted, "version": version})
-    return True
+    item = {"object": obj, "deleted": deleted, "version": version}
+    return ctx.store.put_if_newer(collection, key, item, _key(deleted, version))
+
+
+def apply_summary(
+    ctx: Context,
+    collection: str,
+    parent: str,
+    key: str,
+    summary: dict[str, Any],
+    event: stripe.Event,
+) -> bool:
+    """Store `summary`, derived from the event's object, under `parent`, unless newer is stored.
+
+    It is ordered as `apply_snapshot` orders the object, so that whatever the arrival
+    order and the interleaving, each summary is the one of the newest snapshot.
+    """
+    return ctx.store.put_child_if_newer(collection, parent, key, summary, order_key(event))
+
+
+def order_key(event: stripe.Event) -> str:
+    """The event's place in its object's history, as a string that compares like it."""
+    obj = event.data.object.to_dict(for_json=True)
+    return _key(_is_deletion(event, obj), _version(event, obj))
+
+
+def _is_deletion(event: stripe.Event, obj: Mapping[str, Any]) -> bool:
+    return event.type.endswith(".deleted") or obj.get("deleted") is True
+
+
+def status_of(obj: Mapping[str, Any]) -> str | None:
+    """The object's status. Invoices of API versions before 2018-11-08 have none, but
+    booleans: `paid`, and `forgiven`, which that version replaced with "uncollectible"."""
+    status = obj.get("status")
+    if isinstance(status, str) or obj.get("object") != "invoice":
+        return status if isinstance(status, str) else None
+    if obj.get("paid") is True:
+        return "paid"
+    return "uncollectible" if obj.get("forgiven") is True else "open"
 
 
 def _version(event: stripe.Event, obj: Mapping[str, Any]) -> dict[str, Any]:
     object_type = obj.get("object", "")
-    status = STATUS_RANK.get(object_type, {}).get(obj.get("status", ""), 1)
+    status = STATUS_RANK.get(object_type, {}).get(status_of(obj) or "", 1)
     counter = obj.get(COUNTERS.get(object_type, ""))
     action = event.type.rpartition(".")[2]
     return {
@@ -139,8 +190,15 @@ def _version(event: stripe.Event, obj: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _order(deleted: bool, version: Mapping[str, Any]) -> tuple[bool, int, tuple[int, ...], str]:
-    return (deleted, version["created"], tuple(version["rank"]), version["event_id"])
+def _key(deleted: bool, version: Mapping[str, Any]) -> str:
+    """Steps 1 to 6 as fixed-width fields: string order is the tie rule's order."""
+    created = version["created"]
+    status, counter, lifecycle = version["rank"]
+    if not 0 <= created <= MAX_CREATED:
+        raise ValueError(f"created {created} is outside 0..{MAX_CREATED}")
+    # Past 10^9 - 1 a counter (payment attempts) can only have stopped mattering.
+    counter = min(max(counter, 0), MAX_COUNTER)
+    return f"{int(deleted)}|{created:012d}|{status}|{counter:09d}|{lifecycle}|{version['event_id']}"
 
 
 def _retrieve(

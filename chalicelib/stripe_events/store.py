@@ -2,15 +2,26 @@
 
 Two implementations: DynamoDB on AWS (store_dynamodb.py) and SQLite in stage
 `local` (store_sqlite.py). `open_store` picks one from the settings.
+
+Several functions write at the same moment (EventBridge runs them concurrently), so
+every write that depends on what is stored is one atomic, conditional operation:
+`put_if_newer` and `put_child_if_newer` keep the item with the greatest order, and
+`claim` hands a piece of work to one run at a time. None of them reads first and then
+writes.
 """
 
 from __future__ import annotations
 
+import enum
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
 from chalicelib.stripe_events.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from chalicelib.stripe_events.payloads import PayloadStore
 
 
 class Store(ABC):
@@ -26,7 +37,11 @@ class Store(ABC):
 
     @abstractmethod
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
-        """Record (replace) one handler's outcome for one event."""
+        """Record one handler's outcome for one event, replacing an older one (by `at`).
+
+        Conditional, so that a run that failed and is recorded late cannot hide the
+        success of the retry that ran meanwhile.
+        """
 
     @abstractmethod
     def outcomes(self, event_id: str) -> dict[str, Outcome]:
@@ -53,15 +68,80 @@ class Store(ABC):
 
     @abstractmethod
     def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
-        """Create or replace one projected item."""
+        """Create or replace one projected item, whatever is stored (last write wins)."""
 
     @abstractmethod
-    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
-        """Create or replace one item under `parent`, e.g. a subscription under its customer."""
+    def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
+        """Write the item unless the stored one has a greater `order`, in one atomic step.
+
+        Orders compare as strings (projection.order_key makes them). An equal order is the
+        same version written again: it is written, and True returned. False means "not
+        newer": not an error, and nothing to retry. An item written by `put` has no order
+        and is replaced by any.
+        """
+
+    @abstractmethod
+    def put_child_if_newer(
+        self, collection: str, parent: str, key: str, item: dict[str, Any], order: str
+    ) -> bool:
+        """`put_if_newer` for one item under `parent`, e.g. a subscription under its customer."""
 
     @abstractmethod
     def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
         """Every item under `parent`, by key, in key order."""
+
+    @abstractmethod
+    def claim(
+        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+    ) -> Claim:
+        """Take the work named `key` for `owner` until the lease ends, in one atomic step.
+
+        TAKEN when nobody holds it, when `owner` itself holds it (its earlier run died),
+        or when the holder's lease has ended (the holder crashed or timed out). DONE when
+        a run finished it; HELD while another owner's lease runs. The item, as `get`
+        returns it, is `{"claim": "claimed" | "done", "owner": …, "lease_until": …}` plus,
+        once done, the result given to `finish_claim`.
+        """
+
+    @abstractmethod
+    def finish_claim(self, collection: str, key: str, owner: str, result: dict[str, Any]) -> None:
+        """Mark the work done, with `result`; later claims answer DONE."""
+
+    @abstractmethod
+    def release_claim(self, collection: str, key: str, owner: str) -> None:
+        """Give the work back (it failed), if `owner` still holds it: the next claim takes it."""
+
+
+class Claim(enum.Enum):
+    TAKEN = "taken"  # yours: do the work, then finish_claim (or release_claim if it fails)
+    DONE = "done"  # a run already finished it
+    HELD = "held"  # another run holds it and its lease has not ended: try again later
+
+
+CLAIMED, DONE = "claimed", "done"
+
+
+def claim_item(owner: str, until: float) -> dict[str, Any]:
+    """The item of a claim just taken: `owner` holds it until `until` (epoch seconds)."""
+    return {"claim": CLAIMED, "owner": owner, "lease_until": until}
+
+
+def held_by(stored: dict[str, Any] | None, owner: str) -> bool:
+    """Whether `stored` is a claim that `owner` holds (taken, not done)."""
+    return stored is not None and stored.get("claim") == CLAIMED and stored.get("owner") == owner
+
+
+def can_take(stored: dict[str, Any] | None, owner: str, now: float) -> bool:
+    """Whether `owner` may take the claim over `stored`: the rule both stores implement."""
+    if stored is None or held_by(stored, owner):
+        return True
+    return stored.get("claim") == CLAIMED and stored.get("lease_until", 0) < now
+
+
+def refusal(stored: dict[str, Any] | None) -> Claim:
+    """Why a claim could not be taken. An item with no claim field (one recorded before
+    claims existed, or by `put`) says the work was done."""
+    return Claim.HELD if stored is not None and stored.get("claim") == CLAIMED else Claim.DONE
 
 
 def check_collection(name: str) -> str:
@@ -71,7 +151,9 @@ def check_collection(name: str) -> str:
     return name
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None = None) -> Store:
+    """The stage's store; `payloads` keeps what a DynamoDB item cannot hold (default: the
+    stage's payload store)."""
     if settings.is_local:
         from chalicelib.stripe_events.store_sqlite import SqliteStore
 
@@ -81,6 +163,9 @@ def open_store(settings: Settings) -> Store:
             "STRIPE_EVENTS_TABLE is not set: name the DynamoDB table for the ledger in "
             ".chalice/config.json, or set STRIPE_EVENTS_BUS=local to use SQLite."
         )
+    from chalicelib.stripe_events.payloads import open_payload_store
     from chalicelib.stripe_events.store_dynamodb import DynamoStore
 
-    return DynamoStore(settings.table, settings.region)
+    return DynamoStore(
+        settings.table, settings.region, payloads or (lambda: open_payload_store(settings))
+    )

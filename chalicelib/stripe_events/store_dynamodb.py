@@ -6,18 +6,41 @@ pk = "event#<id>"          sk = "handler#<name>"    one handler's outcome
 pk = "<collection>#<key>"  sk = "item"              a projection item (JSON in `body`)
 pk = "<collection>#<parent>"  sk = "child#<key>"    an item under a parent (JSON in `body`)
 pk = "idempotency"         sk = <hashed key>        Powertools idempotency records
+
+Conditions need top-level attributes: `order_key` on items written by `put_if_newer`,
+`claim`, `claim_owner` and `lease_until` on claims, `at` on outcomes. An item's JSON
+larger than DynamoDB takes (400 KB per item) goes to the payload store, and `body_ref`
+holds its reference; an event's body in the ledger becomes the reference the webhook
+publishes for oversized events.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.store import Store, check_collection
+from chalicelib.stripe_events.payloads import (
+    STATE_FOLDER,
+    PayloadStore,
+    load_checked,
+    reference,
+)
+from chalicelib.stripe_events.store import (
+    CLAIMED,
+    DONE,
+    Claim,
+    Store,
+    check_collection,
+    claim_item,
+    refusal,
+)
 
 # boto3's defaults wait 60 s to connect and to read; a hung table would hold the webhook
 # past Stripe's 10 s. Fail soon instead: the caller answers 503, or Lambda retries.
@@ -26,8 +49,13 @@ FAIL_FAST = Config(
 )
 
 EVENT_SK = "event"
+ITEM_SK = "item"
 HANDLER_PREFIX = "handler#"
 CHILD_PREFIX = "child#"
+# DynamoDB refuses items over 400 KB (names and values); keys and the other attributes
+# take well under the remaining 50 KB.
+MAX_INLINE_BODY_BYTES = 350_000
+NOT_OLDER = "attribute_not_exists(order_key) OR order_key <= :order"
 
 
 def _event_pk(event_id: str) -> dict[str, str]:
@@ -58,10 +86,18 @@ def _seen_at(item: dict[str, Any]) -> str:
 
 
 class DynamoStore(Store):
-    def __init__(self, table: str, region: str) -> None:
+    def __init__(
+        self, table: str, region: str, payloads: Callable[[], PayloadStore] | None = None
+    ) -> None:
         self.table = table
         # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
         self.client = boto3.client("dynamodb", region_name=region, config=FAIL_FAST)
+        self.payloads = payloads
+
+    def _payload_store(self, why: str) -> PayloadStore:
+        if self.payloads is None:
+            raise ValueError(f"{why}, but this store has no payload store (STRIPE_EVENTS_BUCKET)")
+        return self.payloads()
 
     def _record_event(
         self, event_id: str, event_type: str, created: int, first: dict[str, str]
@@ -88,6 +124,12 @@ class DynamoStore(Store):
     def record_received(
         self, event_id: str, event_type: str, created: int, at: str, body: str
     ) -> None:
+        size = len(body.encode("utf-8"))
+        if size > MAX_INLINE_BODY_BYTES:
+            # Kept as the reference an oversized event is published as: replay republishes
+            # it, and the dispatcher restores the body, as for the webhook's own.
+            why = f"the body of event {event_id} has {size} bytes, more than an item holds"
+            body = reference(body, self._payload_store(why))
         self._record_event(event_id, event_type, created, {"received_at": at, "body": body})
 
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
@@ -102,7 +144,27 @@ class DynamoStore(Store):
             item["error_type"] = {"S": outcome.error_type}
         if outcome.error is not None:
             item["error"] = {"S": outcome.error}
-        self.client.put_item(TableName=self.table, Item=item)
+        self._put_if(item, "attribute_not_exists(#at) OR #at <= :at", {":at": item["at"]}, at="at")
+
+    def _put_if(
+        self, item: dict[str, Any], condition: str, values: dict[str, Any], **names: str
+    ) -> bool:
+        """PutItem under `condition`; False when the condition does not hold."""
+        try:
+            self.client.put_item(
+                TableName=self.table,
+                Item=item,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                **(
+                    {"ExpressionAttributeNames": {f"#{n}": v for n, v in names.items()}}
+                    if names
+                    else {}
+                ),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def _query_event(self, event_id: str) -> list[dict[str, Any]]:
         paginator = self.client.get_paginator("query")
@@ -180,34 +242,51 @@ class DynamoStore(Store):
         ids = sorted({i["pk"]["S"].removeprefix("event#") for i in items})
         return [e for e in self._entries(ids) if e.seen_at >= since]
 
+    def _body(self, pk: str, item: dict[str, Any]) -> dict[str, Any]:
+        """The attributes that hold `item`'s JSON: inline, or a reference to the payload store."""
+        body = json.dumps(item, sort_keys=True)
+        size = len(body.encode("utf-8"))
+        if size <= MAX_INLINE_BODY_BYTES:
+            return {"body": {"S": body}}
+        why = f"item {pk} has {size} bytes, more than a DynamoDB item holds"
+        ref = self._payload_store(why).save(pk, body, STATE_FOLDER)
+        return {"body_ref": {"S": json.dumps(ref, sort_keys=True)}}
+
+    def _load(self, item: dict[str, Any]) -> dict[str, Any]:
+        if "body_ref" in item:
+            pk = item["pk"]["S"]
+            ref = json.loads(item["body_ref"]["S"])
+            payloads = self._payload_store(f"item {pk} is kept in the payload store")
+            return dict(json.loads(load_checked(ref, payloads, f"item {pk}")))
+        return dict(json.loads(item["body"]["S"]))
+
+    def _item(self, pk: dict[str, str], sk: str, item: dict[str, Any]) -> dict[str, Any]:
+        return {"pk": pk, "sk": {"S": sk}, **self._body(pk["S"], item)}
+
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         response = self.client.get_item(
             TableName=self.table,
-            Key={"pk": _item_pk(collection, key), "sk": {"S": "item"}},
+            Key={"pk": _item_pk(collection, key), "sk": {"S": ITEM_SK}},
             ConsistentRead=True,
         )
         item = response.get("Item")
-        return None if item is None else dict(json.loads(item["body"]["S"]))
+        return None if item is None else self._load(item)
 
     def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
         self.client.put_item(
-            TableName=self.table,
-            Item={
-                "pk": _item_pk(collection, key),
-                "sk": {"S": "item"},
-                "body": {"S": json.dumps(item, sort_keys=True)},
-            },
+            TableName=self.table, Item=self._item(_item_pk(collection, key), ITEM_SK, item)
         )
 
-    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
-        self.client.put_item(
-            TableName=self.table,
-            Item={
-                "pk": _item_pk(collection, parent),
-                "sk": {"S": CHILD_PREFIX + key},
-                "body": {"S": json.dumps(item, sort_keys=True)},
-            },
-        )
+    def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
+        stored = {**self._item(_item_pk(collection, key), ITEM_SK, item), "order_key": {"S": order}}
+        return self._put_if(stored, NOT_OLDER, {":order": {"S": order}})
+
+    def put_child_if_newer(
+        self, collection: str, parent: str, key: str, item: dict[str, Any], order: str
+    ) -> bool:
+        pk = _item_pk(collection, parent)
+        stored = {**self._item(pk, CHILD_PREFIX + key, item), "order_key": {"S": order}}
+        return self._put_if(stored, NOT_OLDER, {":order": {"S": order}})
 
     def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
         paginator = self.client.get_paginator("query")
@@ -221,10 +300,49 @@ class DynamoStore(Store):
             ConsistentRead=True,
         )
         return {
-            item["sk"]["S"].removeprefix(CHILD_PREFIX): dict(json.loads(item["body"]["S"]))
+            item["sk"]["S"].removeprefix(CHILD_PREFIX): self._load(item)
             for page in pages
             for item in page["Items"]
         }
+
+    def claim(
+        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+    ) -> Claim:
+        now = time.time() if now is None else now
+        until = now + lease_seconds
+        item = {
+            **self._item(_item_pk(collection, key), ITEM_SK, claim_item(owner, until)),
+            "claim": {"S": CLAIMED},
+            "claim_owner": {"S": owner},
+            "lease_until": {"N": f"{until:.6f}"},
+        }
+        # The rule of store.can_take, as one condition.
+        taken = self._put_if(
+            item,
+            "attribute_not_exists(pk) OR "
+            "(#claim = :claimed AND (#owner = :owner OR #lease < :now))",
+            {":claimed": {"S": CLAIMED}, ":owner": {"S": owner}, ":now": {"N": f"{now:.6f}"}},
+            claim="claim",
+            owner="claim_owner",
+            lease="lease_until",
+        )
+        return Claim.TAKEN if taken else refusal(self.get(collection, key))
+
+    def finish_claim(self, collection: str, key: str, owner: str, result: dict[str, Any]) -> None:
+        done = {**result, "claim": DONE, "owner": owner}
+        item = {**self._item(_item_pk(collection, key), ITEM_SK, done), "claim": {"S": DONE}}
+        self.client.put_item(TableName=self.table, Item=item)
+
+    def release_claim(self, collection: str, key: str, owner: str) -> None:
+        # Only the holder's own claim: one taken over since (its lease ended) stays.
+        with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"pk": _item_pk(collection, key), "sk": {"S": ITEM_SK}},
+                ConditionExpression="#claim = :claimed AND #owner = :owner",
+                ExpressionAttributeNames={"#claim": "claim", "#owner": "claim_owner"},
+                ExpressionAttributeValues={":claimed": {"S": CLAIMED}, ":owner": {"S": owner}},
+            )
 
 
 def create_table(table: str, region: str) -> None:

@@ -1,16 +1,32 @@
-"""SQLite store for stage `local`: one file under .state/, no server."""
+"""SQLite store for stage `local`: one file under .state/, no server.
+
+Every write is one `BEGIN IMMEDIATE` transaction: it takes the write lock before it
+reads, so a condition checked inside it still holds when it writes, across threads and
+processes. (A deferred transaction that reads first could find another writer had
+committed by then.)
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.store import Store, check_collection
+from chalicelib.stripe_events.store import (
+    DONE,
+    Claim,
+    Store,
+    can_take,
+    check_collection,
+    claim_item,
+    held_by,
+    refusal,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -25,15 +41,24 @@ CREATE TABLE IF NOT EXISTS outcomes (
     PRIMARY KEY (event_id, handler)
 );
 CREATE TABLE IF NOT EXISTS items (
-    collection TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
+    collection TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL, order_key TEXT,
     PRIMARY KEY (collection, key)
 );
 CREATE TABLE IF NOT EXISTS children (
     collection TEXT NOT NULL, parent TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,
+    order_key TEXT,
     PRIMARY KEY (collection, parent, key)
 );
 """
 EVENT_COLUMNS = "id, type, created, published_at, received_at, body"
+# Files made before conditional writes lack the column; their items count as oldest.
+ORDERED_TABLES = ("items", "children")
+# Written only when the stored item has no order or one not greater: one statement.
+IF_NEWER = "WHERE {table}.order_key IS NULL OR {table}.order_key <= excluded.order_key"
+
+
+def _json(item: dict[str, Any]) -> str:
+    return json.dumps(item, sort_keys=True)
 
 
 class SqliteStore(Store):
@@ -43,15 +68,33 @@ class SqliteStore(Store):
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+        with self._write() as db:  # in a transaction: two processes may start at once
+            for table in ORDERED_TABLES:
+                columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if "order_key" not in columns:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN order_key TEXT")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         # A connection per operation: the local server and the CLI use the file at once.
-        with closing(sqlite3.connect(self.path, timeout=30)) as db, db:
+        # isolation_level=None: no implicit transactions; `_write` opens its own.
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as db:
             yield db
 
-    def record_published(self, event_id: str, event_type: str, created: int, at: str) -> None:
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction, committed when the block ends, else rolled back."""
         with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def record_published(self, event_id: str, event_type: str, created: int, at: str) -> None:
+        with self._write() as db:
             db.execute(
                 "INSERT INTO events (id, type, created, published_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET "
@@ -62,7 +105,7 @@ class SqliteStore(Store):
     def record_received(
         self, event_id: str, event_type: str, created: int, at: str, body: str
     ) -> None:
-        with self._connect() as db:
+        with self._write() as db:
             db.execute(
                 "INSERT INTO events (id, type, created, received_at, body) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET "
@@ -72,9 +115,13 @@ class SqliteStore(Store):
             )
 
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
-        with self._connect() as db:
+        with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (event_id, handler) DO UPDATE SET status = excluded.status, "
+                "attempts = excluded.attempts, at = excluded.at, "
+                "error_type = excluded.error_type, error = excluded.error "
+                "WHERE outcomes.at <= excluded.at",
                 (
                     event_id,
                     handler,
@@ -121,25 +168,42 @@ class SqliteStore(Store):
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         with self._connect() as db:
-            row = db.execute(
-                "SELECT body FROM items WHERE collection = ? AND key = ?",
-                (check_collection(collection), key),
-            ).fetchone()
+            return self._get(db, collection, key)
+
+    def _get(self, db: sqlite3.Connection, collection: str, key: str) -> dict[str, Any] | None:
+        row = db.execute(
+            "SELECT body FROM items WHERE collection = ? AND key = ?",
+            (check_collection(collection), key),
+        ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def put(self, collection: str, key: str, item: dict[str, Any]) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO items VALUES (?, ?, ?)",
-                (check_collection(collection), key, json.dumps(item, sort_keys=True)),
-            )
+        with self._write() as db:
+            self._replace(db, collection, key, item)
 
-    def put_child(self, collection: str, parent: str, key: str, item: dict[str, Any]) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO children VALUES (?, ?, ?, ?)",
-                (check_collection(collection), parent, key, json.dumps(item, sort_keys=True)),
-            )
+    def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
+        with self._write() as db:
+            written = db.execute(
+                "INSERT INTO items (collection, key, body, order_key) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (collection, key) DO UPDATE SET "
+                "body = excluded.body, order_key = excluded.order_key "
+                + IF_NEWER.format(table="items"),
+                (check_collection(collection), key, _json(item), order),
+            ).rowcount
+        return written == 1
+
+    def put_child_if_newer(
+        self, collection: str, parent: str, key: str, item: dict[str, Any], order: str
+    ) -> bool:
+        with self._write() as db:
+            written = db.execute(
+                "INSERT INTO children (collection, parent, key, body, order_key) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection, parent, key) DO UPDATE SET "
+                "body = excluded.body, order_key = excluded.order_key "
+                + IF_NEWER.format(table="children"),
+                (check_collection(collection), parent, key, _json(item), order),
+            ).rowcount
+        return written == 1
 
     def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
         with self._connect() as db:
@@ -148,3 +212,35 @@ class SqliteStore(Store):
                 (check_collection(collection), parent),
             ).fetchall()
         return {key: dict(json.loads(body)) for key, body in rows}
+
+    def claim(
+        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+    ) -> Claim:
+        now = time.time() if now is None else now
+        with self._write() as db:
+            stored = self._get(db, collection, key)
+            if not can_take(stored, owner, now):
+                return refusal(stored)
+            self._replace(db, collection, key, claim_item(owner, now + lease_seconds))
+        return Claim.TAKEN
+
+    def finish_claim(self, collection: str, key: str, owner: str, result: dict[str, Any]) -> None:
+        with self._write() as db:
+            self._replace(db, collection, key, {**result, "claim": DONE, "owner": owner})
+
+    def release_claim(self, collection: str, key: str, owner: str) -> None:
+        with self._write() as db:
+            stored = self._get(db, collection, key)
+            if held_by(stored, owner):
+                db.execute(
+                    "DELETE FROM items WHERE collection = ? AND key = ?",
+                    (check_collection(collection), key),
+                )
+
+    def _replace(
+        self, db: sqlite3.Connection, collection: str, key: str, item: dict[str, Any]
+    ) -> None:
+        db.execute(
+            "INSERT OR REPLACE INTO items (collection, key, body) VALUES (?, ?, ?)",
+            (check_collection(collection), key, _json(item)),
+        )

@@ -12,6 +12,7 @@ from moto.server import ThreadedMotoServer
 
 from chalicelib.stripe_events.observability import ROOT_LOGGER
 from chalicelib.stripe_events.stages import patched_environ
+from tests.helpers import FakeStripe, fake_stripe_server
 
 REGION = "us-east-1"
 
@@ -42,6 +43,13 @@ def s3_bucket(moto_url: str) -> str:
     name = f"stripe-events-bodies-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def fake_stripe() -> Iterator[FakeStripe]:
+    """A Stripe-like API on a free loopback port, serving the objects a test puts in it."""
+    with fake_stripe_server() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

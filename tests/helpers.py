@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -123,3 +124,52 @@ def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@dataclass
+class FakeStripe:
+    """A tiny stand-in for api.stripe.com: GET /v1/<resource>/<id> from `objects`."""
+
+    url: str
+    objects: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def client(self) -> stripe.StripeClient:
+        return stripe.StripeClient(
+            "sk_test_fake", base_addresses={"api": self.url}, max_network_retries=0
+        )
+
+
+@contextmanager
+def fake_stripe_server() -> Iterator[FakeStripe]:
+    state = FakeStripe("")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            state.requests.append((self.path, dict(self.headers)))
+            resource = self.path.split("?")[0].removeprefix("/v1/")
+            status, body = state.objects.get(resource, (404, not_found(resource)))
+            payload = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with loopback_server(Handler) as url:
+        state.url = url
+        yield state
+
+
+def not_found(resource: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": f"No such object: '{resource}'",
+            "param": "id",
+        }
+    }

@@ -6,9 +6,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,7 +20,7 @@ from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.projection import apply_snapshot
 from chalicelib.stripe_events.store import Store
 from chalicelib.stripe_events.store_sqlite import SqliteStore
-from tests.helpers import loopback_server
+from tests.helpers import FakeStripe
 
 T = 1_760_000_000
 LOG = logging.getLogger("test")
@@ -315,55 +313,9 @@ def test_any_order_with_duplicates_ends_in_the_state_after_the_newest_event(
 # -- Re-fetching from the Stripe API ---------------------------------------------------
 
 
-@dataclass
-class FakeStripe:
-    """A tiny stand-in for api.stripe.com: GET /v1/<resource>/<id> from `objects`."""
-
-    url: str
-    objects: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
-
-
-@pytest.fixture
-def fake_stripe() -> Iterator[FakeStripe]:
-    state = FakeStripe("")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.requests.append((self.path, dict(self.headers)))
-            resource = self.path.split("?")[0].removeprefix("/v1/")
-            status, body = state.objects.get(resource, (404, not_found(resource)))
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    with loopback_server(Handler) as url:
-        state.url = url
-        yield state
-
-
-def not_found(resource: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "type": "invalid_request_error",
-            "code": "resource_missing",
-            "message": f"No such object: '{resource}'",
-            "param": "id",
-        }
-    }
-
-
 @pytest.fixture
 def api_ctx(tmp_path: Path, fake_stripe: FakeStripe) -> Context:
-    client = stripe.StripeClient(
-        "sk_test_fake", base_addresses={"api": fake_stripe.url}, max_network_retries=0
-    )
+    client = fake_stripe.client()
     return Context(SqliteStore(tmp_path / "state.sqlite3"), LOG, "projection.test", client)
 
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench stress clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@touch $@
 
 run: $(STAMP)
-	$(BIN)/chalice local --stage local --host 127.0.0.1 --port $(PORT) --no-autoreload
+	$(BIN)/stripe-events run --stage local --host 127.0.0.1 --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -25,6 +25,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/webhook_bench.py
+
+# The concurrency tests of `make test`, with ten times the rounds and examples.
+ROUNDS ?= 100
+stress: $(STAMP)
+	STRIPE_EVENTS_RACE_ROUNDS=$(ROUNDS) STRIPE_EVENTS_RACE_EXAMPLES=$(ROUNDS) \
+		$(BIN)/pytest -p no:cacheprovider tests/test_concurrency.py
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -85,6 +86,18 @@ def write_figures(request: pytest.FixtureRequest, text: str) -> None:
             reporter.write("\n" + text + "\n")
 
 
+def figures_after(summary: Callable[[], str]) -> Any:
+    """A module's autouse fixture that prints `summary()` once its tests have run:
+    `figures = figures_after(TALLY.summary)` at the module's top level."""
+
+    @pytest.fixture(scope="module", autouse=True)
+    def figures(request: pytest.FixtureRequest) -> Iterator[None]:
+        yield
+        write_figures(request, summary())
+
+    return figures
+
+
 def module_context(state_dir: Path, handler: str = "test.handler") -> Context:
     """A handler's context on SQLite and a local outbox: what resource module tests need."""
     outbox = OutboxNotifier(state_dir / "outbox.sqlite3")
@@ -97,6 +110,22 @@ def event_of(event_type: str, created: int | None = None, **changes: Any) -> str
     return stripe.Event.construct_from(
         samples.sample_event(event_type, created=created, changes=changes), None
     )
+
+
+def invoice_with_lines(count: int) -> dict[str, Any]:
+    """An `invoice.paid` event whose invoice has `count` lines (about 2 KB each)."""
+    line = samples.example_objects()["line_item"]
+    lines = []
+    for n in range(count):
+        item = copy.deepcopy(line)
+        item["id"] = f"il_{n:024d}"
+        # Multibyte text, as real descriptions have: the limit counts bytes, not characters.
+        item["description"] = f"Größe {n}: 東京オフィス座席"
+        item["metadata"] = {"seat": str(n), "cost_center": f"CC-{n % 17:03d}"}
+        lines.append(item)
+    invoice = samples.example_objects()["invoice"]
+    changes = {"lines": {**invoice["lines"], "data": lines, "has_more": False}}
+    return samples.sample_event("invoice.paid", created=1_700_000_000, changes=changes)
 
 
 def run_handlers(router: Router, event: stripe.Event, ctx: Context) -> None:

@@ -25,30 +25,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.resources import (
-    billing_state,
-    charges,
-    checkout,
-    customers,
-    disputes,
-    invoices,
-    subscriptions,
-)
+from chalicelib.resources import billing_state
 from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.cli import resource_routers
 from chalicelib.stripe_events.payloads import S3PayloadStore
 from chalicelib.stripe_events.store import Store
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from chalicelib.stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.containers import CRASH_EXIT_CODE, ContainerDied, Containers, Delivered, spread
-from tests.helpers import SECRET, module_context, run_handlers, write_figures
+from tests.helpers import SECRET, figures_after, module_context, run_handlers
 from tests.sqs_poller import unique
 
 ROUNDS = int(os.environ.get("STRIPE_EVENTS_RACE_ROUNDS", "10"))
 CONTAINERS = 4
 T0 = 1_767_225_600  # 2026-01-01
-ROUTERS = [customers.router, subscriptions.router, invoices.router, charges.router]
-ROUTERS += [disputes.router, checkout.router]
+ROUTERS = resource_routers()
 PRO = {"id": "price_pro", "object": "price", "product": "prod_pro", "lookup_key": "pro"}
 
 
@@ -78,10 +70,7 @@ class Tally:
 TALLY = Tally()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def figures(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    write_figures(request, TALLY.summary())
+figures = figures_after(TALLY.summary)
 
 
 @dataclass(frozen=True)

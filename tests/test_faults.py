@@ -39,7 +39,7 @@ from chalicelib.stripe_events.settings import Settings
 from chalicelib.stripe_events.store import Claim, Store
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from tests.conftest import REGION
-from tests.helpers import ROOT, SECRET, load_app, signed_headers, swap_handler, write_figures
+from tests.helpers import ROOT, SECRET, figures_after, load_app, signed_headers, swap_handler
 from tests.sqs_poller import (
     Route,
     clients,
@@ -98,10 +98,7 @@ class Tally:
 TALLY = Tally()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def figures(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    write_figures(request, TALLY.summary())
+figures = figures_after(TALLY.summary)
 
 
 @dataclass(frozen=True)

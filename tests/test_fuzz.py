@@ -18,7 +18,6 @@ import hmac
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -32,7 +31,7 @@ from hypothesis import strategies as st
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.bus import Publisher
 from chalicelib.stripe_events.envelope import Entry
-from tests.helpers import ROOT, load_app, local_stage_env, write_figures
+from tests.helpers import ROOT, figures_after, load_app, local_stage_env
 
 URL = "/stripe/webhook"
 SIGNATURE_ERRORS = {
@@ -59,15 +58,13 @@ FUZZED: Counter[str] = Counter()  # inputs, per test
 ANSWERS: Counter[str] = Counter()  # "<status> <error>", over every input
 
 
-@pytest.fixture(scope="module", autouse=True)
-def figures(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
+def summary() -> str:
     answers = ", ".join(f"{name}: {n}" for name, n in sorted(ANSWERS.items()))
     fuzzed = ", ".join(f"{k}: {n}" for k, n in sorted(FUZZED.items()))
-    write_figures(
-        request,
-        f"test_fuzz: {sum(FUZZED.values())} inputs fuzzed ({fuzzed}); answers {answers}",
-    )
+    return f"test_fuzz: {sum(FUZZED.values())} inputs fuzzed ({fuzzed}); answers {answers}"
+
+
+figures = figures_after(summary)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from chalice.test import Client
@@ -12,6 +13,7 @@ from chalice.test import Client
 from chalicelib.stripe_events import samples
 from chalicelib.stripe_events.bus import LocalBus
 from chalicelib.stripe_events.cli import resource_routers
+from chalicelib.stripe_events.dispatch import HandlerBusy
 from chalicelib.stripe_events.envelope import parse_event, to_entry
 from tests.helpers import ROOT, load_app, local_stage_env, signed_headers, swap_handler
 
@@ -80,3 +82,27 @@ def test_events_from_stripes_partner_source_take_the_same_path(local_app: Module
     entry["Source"] = "aws.partner/stripe.com/ed_61Abc"
     LocalBus(lambda: local_app.app, "us-east-1").publish(entry)
     assert local_app.events.store.get("customers", "cus_PARTNER") is not None
+
+
+def test_a_busy_function_is_delivered_again_after_a_wait(local_app: ModuleType) -> None:
+    # A handler that must wait for another delivery (a claim, the same event's lock) makes
+    # its function raise HandlerBusy: Lambda would retry it later, the local bus waits.
+    calls: list[str] = []
+    app = local_app.app
+
+    def busy_twice(event: dict[str, Any], context: Any) -> None:
+        calls.append(event["detail"]["id"])
+        if len(calls) <= 2:
+            raise HandlerBusy("still running elsewhere")
+
+    event = samples.sample_event("customer.created")
+    text = json.dumps(event)
+    entry = to_entry(text, parse_event(text, None), local_app.events.settings)
+    bus = LocalBus(lambda: app, "us-east-1", busy_waits=(0.0, 0.0, 0.0))
+    original = app.handler_map["customers"]
+    app.handler_map["customers"] = busy_twice
+    try:
+        bus.publish(entry)
+    finally:
+        app.handler_map["customers"] = original
+    assert calls == [event["id"]] * 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,29 +27,14 @@ from chalicelib.stripe_events.payloads import (
     restore,
     shrink,
 )
-from chalicelib.stripe_events.samples import encode, example_objects, sample_event
+from chalicelib.stripe_events.samples import encode, sample_event
 from chalicelib.stripe_events.settings import Settings, SettingsError
 from tests.conftest import REGION
+from tests.helpers import invoice_with_lines
 
 LIMIT = Settings(stage="test").max_entry_bytes
 LINES = 300  # about 2 KB each: a 600 KB event
 SETTINGS = Settings(stage="test", source="stripe.webhook", bus="default")
-
-
-def invoice_with_lines(count: int) -> dict[str, Any]:
-    """An `invoice.paid` event whose invoice has `count` lines, as a long invoice has."""
-    line = example_objects()["line_item"]
-    lines = []
-    for n in range(count):
-        item = copy.deepcopy(line)
-        item["id"] = f"il_{n:024d}"
-        # Multibyte text, as real descriptions have: the limit counts bytes, not characters.
-        item["description"] = f"Größe {n}: 東京オフィス座席"
-        item["metadata"] = {"seat": str(n), "cost_center": f"CC-{n % 17:03d}"}
-        lines.append(item)
-    invoice = example_objects()["invoice"]
-    changes = {"lines": {**invoice["lines"], "data": lines, "has_more": False}}
-    return sample_event("invoice.paid", created=1_700_000_000, changes=changes)
 
 
 @pytest.fixture(scope="module")

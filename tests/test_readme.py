@@ -18,7 +18,7 @@ README = (ROOT / "README.md").read_text()
 CLI = ".venv/bin/stripe-events"
 
 
-NOT_RUN_HERE = ("send", "backfill", "infra", "endpoint", "doctor")
+NOT_RUN_HERE = ("run", "send", "backfill", "infra", "endpoint", "doctor")
 
 
 def cli_lines() -> list[list[str]]:

@@ -19,25 +19,15 @@ import stripe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chalicelib.resources import (
-    billing_state,
-    charges,
-    checkout,
-    customers,
-    disputes,
-    invoices,
-    payment_intents,
-    payouts,
-    subscriptions,
-)
+from chalicelib.resources import billing_state, checkout, subscriptions
 from chalicelib.stripe_events import samples
+from chalicelib.stripe_events.cli import resource_routers
 from chalicelib.stripe_events.context import Context
 from chalicelib.stripe_events.router import Router
 from tests.helpers import FakeStripe, module_context, outbox, run_handlers
 
 T = 1_500_000_000
-ROUTERS = [customers.router, subscriptions.router, invoices.router, payment_intents.router]
-ROUTERS += [charges.router, disputes.router, checkout.router, payouts.router]
+ROUTERS = resource_routers()
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ from chalicelib.stripe_events.notifier import OutboxNotifier
 from chalicelib.stripe_events.router import Router
 from chalicelib.stripe_events.settings import SettingsError
 from chalicelib.stripe_events.signature import expected_signature
-from chalicelib.stripe_events.stages import load_events
+from chalicelib.stripe_events.stages import PROJECT_DIR, load_events
 
 if TYPE_CHECKING:
     from chalicelib.stripe_events.core import StripeEvents
@@ -88,6 +88,17 @@ def iso_since(since: str | None) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Stripe events -> EventBridge -> one function per Stripe resource."""
+
+
+@main.command(name="run")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to serve on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@stage_option
+def run_local(host: str, port: int, stage: str) -> None:
+    """Serve the app, as `chalice local --no-autoreload` does, taking bursts of deliveries."""
+    from chalicelib.stripe_events.local_server import serve
+
+    serve(PROJECT_DIR, stage, host, port)
 
 
 @main.command()

@@ -53,8 +53,6 @@ CREATE TABLE IF NOT EXISTS children (
 EVENT_COLUMNS = "id, type, created, published_at, received_at, body"
 # Files made before conditional writes lack the column; their items count as oldest.
 ORDERED_TABLES = ("items", "children")
-# Written only when the stored item has no order or one not greater: one statement.
-IF_NEWER = "WHERE {table}.order_key IS NULL OR {table}.order_key <= excluded.order_key"
 
 
 def _json(item: dict[str, Any]) -> str:
@@ -182,26 +180,28 @@ class SqliteStore(Store):
             self._replace(db, collection, key, item)
 
     def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
-        with self._write() as db:
-            written = db.execute(
-                "INSERT INTO items (collection, key, body, order_key) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (collection, key) DO UPDATE SET "
-                "body = excluded.body, order_key = excluded.order_key "
-                + IF_NEWER.format(table="items"),
-                (check_collection(collection), key, _json(item), order),
-            ).rowcount
-        return written == 1
+        return self._write_if_newer("items", {"collection": collection, "key": key}, item, order)
 
     def put_child_if_newer(
         self, collection: str, parent: str, key: str, item: dict[str, Any], order: str
     ) -> bool:
+        keys = {"collection": collection, "parent": parent, "key": key}
+        return self._write_if_newer("children", keys, item, order)
+
+    def _write_if_newer(
+        self, table: str, keys: dict[str, str], item: dict[str, Any], order: str
+    ) -> bool:
+        """One statement: insert, or replace only a row whose order is not greater."""
+        check_collection(keys["collection"])
+        columns = [*keys, "body", "order_key"]
         with self._write() as db:
             written = db.execute(
-                "INSERT INTO children (collection, parent, key, body, order_key) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (collection, parent, key) DO UPDATE SET "
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' * len(columns))}) "
+                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
                 "body = excluded.body, order_key = excluded.order_key "
-                + IF_NEWER.format(table="children"),
-                (check_collection(collection), parent, key, _json(item), order),
+                f"WHERE {table}.order_key IS NULL OR {table}.order_key <= excluded.order_key",
+                (*keys.values(), _json(item), order),
             ).rowcount
         return written == 1
 

@@ -28,7 +28,9 @@ Which snapshot is newer: compare these, in order; the first difference decides.
 3. Within one second, the object's status, where an object can only move forward:
    invoice draft < open < uncollectible < paid = void; subscription incomplete < any
    other < canceled = incomplete_expired; payment_intent any < succeeded = canceled;
-   checkout.session open < complete = expired (`STATUS_RANK`).
+   checkout.session open < complete = expired; and the final statuses of payouts,
+   disputes and refunds (`STATUS_RANK`). An invoice without a status (API versions
+   before 2018-11) ranks as the status its booleans mean (`status_of`).
 4. Then counters that only grow: an invoice's `attempt_count` (`COUNTERS`).
 5. Then the event type: `*.created` < any other type < `*.deleted`.
 6. Last, the event id, as a string. Stripe gives ids no order, so this choice is

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
 from chalicelib.stripe_events.payloads import S3PayloadStore, restore
 from chalicelib.stripe_events.settings import Settings, SettingsError
-from chalicelib.stripe_events.store import Claim, Store, open_store
+from chalicelib.stripe_events.store import Claim, Store, open_store, refusal
 from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
 from chalicelib.stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
@@ -299,6 +300,28 @@ def test_a_released_claim_is_taken_at_once(store: Store) -> None:
     store.release_claim("fulfilments", "cs_1", "evt_a")
     assert store.get("fulfilments", "cs_1") is None
     assert store.claim("fulfilments", "cs_1", "evt_b", 60, 1_001.0) is Claim.TAKEN
+
+
+def test_a_claim_released_between_the_attempt_and_the_read_is_tried_again() -> None:
+    assert refusal(None) is Claim.HELD
+    assert refusal({"claim": "claimed", "owner": "evt_a"}) is Claim.HELD
+    assert refusal({"claim": "done", "owner": "evt_a"}) is Claim.DONE
+
+
+def test_a_sqlite_file_from_before_order_keys_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "stripe-events.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE items (collection TEXT, key TEXT, body TEXT, "
+            "PRIMARY KEY (collection, key))"
+        )
+        db.execute("INSERT INTO items VALUES ('customers', 'cus_1', '{\"v\": \"old\"}')")
+    store = SqliteStore(path)
+    assert store.get("customers", "cus_1") == {"v": "old"}
+    # Stored without an order key: the first ordered write replaces it, then orders hold.
+    assert store.put_if_newer("customers", "cus_1", {"v": "b"}, "0|b")
+    assert not store.put_if_newer("customers", "cus_1", {"v": "a"}, "0|a")
+    assert store.get("customers", "cus_1") == {"v": "b"}
 
 
 def test_a_record_from_before_claims_reads_as_done(store: Store) -> None:

@@ -139,9 +139,14 @@ def can_take(stored: dict[str, Any] | None, owner: str, now: float) -> bool:
 
 
 def refusal(stored: dict[str, Any] | None) -> Claim:
-    """Why a claim could not be taken. An item with no claim field (one recorded before
-    claims existed, or by `put`) says the work was done."""
-    return Claim.HELD if stored is not None and stored.get("claim") == CLAIMED else Claim.DONE
+    """Why a claim could not be taken over `stored`, read after the attempt.
+
+    Gone by then (its holder released it): HELD, so that the caller tries again. An item
+    with no claim field (recorded before claims existed, or by `put`) says it was done.
+    """
+    if stored is None or stored.get("claim") == CLAIMED:
+        return Claim.HELD
+    return Claim.DONE
 
 
 def check_collection(name: str) -> str:

@@ -20,7 +20,7 @@ from chalicelib.resources import (
     payouts,
     subscriptions,
 )
-from chalicelib.stripe_events.core import StripeEvents
+from stripe_events.core import StripeEvents
 
 app = Chalice(app_name="stripe-events")
 events = StripeEvents.from_env()

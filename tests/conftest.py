@@ -10,8 +10,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from chalicelib.stripe_events.observability import ROOT_LOGGER
-from chalicelib.stripe_events.stages import patched_environ
+from stripe_events.observability import ROOT_LOGGER
+from stripe_events_ops.stages import patched_environ
 from tests.helpers import FakeStripe, fake_stripe_server
 
 REGION = "us-east-1"

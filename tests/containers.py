@@ -121,8 +121,8 @@ def _container(
     sys.stdout = sys.stderr = open(log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
     from chalice.app import CloudWatchEventConfig
 
-    from chalicelib.stripe_events.pattern import matches
-    from chalicelib.stripe_events.stages import import_app
+    from stripe_events.pattern import matches
+    from stripe_events_ops.stages import import_app
 
     os.environ.update(env)
     module = import_app(env)

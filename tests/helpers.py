@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 import stripe
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.dispatch import Dispatcher
-from chalicelib.stripe_events.idempotency_sqlite import SqlitePersistenceLayer
-from chalicelib.stripe_events.notifier import Notification, OutboxNotifier
-from chalicelib.stripe_events.payloads import LocalPayloadStore
-from chalicelib.stripe_events.router import HandlerFunc, Router
-from chalicelib.stripe_events.stages import import_app, stage_environment
-from chalicelib.stripe_events.store import Store
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.dispatch import Dispatcher
+from stripe_events.idempotency_sqlite import SqlitePersistenceLayer
+from stripe_events.notifier import Notification, OutboxNotifier
+from stripe_events.payloads import LocalPayloadStore
+from stripe_events.router import HandlerFunc, Router
+from stripe_events.store import Store
+from stripe_events.store_sqlite import SqliteStore
+from stripe_events_ops.stages import import_app, stage_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_test_secret_one"

@@ -24,8 +24,17 @@ import pytest
 from click.testing import CliRunner
 from stripe._http_client import HTTPClient
 
-from chalicelib.stripe_events import backfill, samples
-from chalicelib.stripe_events.backfill import (
+from stripe_events import samples
+from stripe_events.bus import Publisher
+from stripe_events.core import StripeEvents
+from stripe_events.envelope import Entry
+from stripe_events.errors import PublishFailed
+from stripe_events.ledger import utc_now
+from stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, entry_size
+from stripe_events.settings import Settings
+from stripe_events.store_sqlite import SqliteStore
+from stripe_events_ops import backfill
+from stripe_events_ops.backfill import (
     CHECKPOINTS,
     Backfill,
     BackfillError,
@@ -34,15 +43,7 @@ from chalicelib.stripe_events.backfill import (
     expand_types,
     stripe_client,
 )
-from chalicelib.stripe_events.bus import Publisher
-from chalicelib.stripe_events.core import StripeEvents
-from chalicelib.stripe_events.envelope import Entry
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.ledger import utc_now
-from chalicelib.stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, entry_size
-from chalicelib.stripe_events.settings import Settings
-from chalicelib.stripe_events.stages import load_events
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events_ops.stages import load_events
 from tests.helpers import loopback_server
 
 API_KEY = "sk_test_backfill_only"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from chalice.app import CloudWatchEventConfig
 
-from chalicelib.stripe_events import catalog
-from chalicelib.stripe_events.cli import resource_routers
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.router import Router
-from chalicelib.stripe_events.settings import Settings
+from stripe_events import catalog
+from stripe_events.context import Context
+from stripe_events.router import Router
+from stripe_events.settings import Settings
+from stripe_events_ops.cli import resource_routers
 from tests.helpers import load_app, local_stage_env
 
 ISSUE_TYPES = [

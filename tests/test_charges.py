@@ -9,8 +9,8 @@ import pytest
 import stripe
 
 from chalicelib.resources import charges
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
+from stripe_events import samples
+from stripe_events.context import Context
 from tests.helpers import event_of, module_context, run_handlers
 
 ROUTER = charges.router

@@ -10,8 +10,8 @@ import pytest
 import stripe
 
 from chalicelib.resources import checkout
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
+from stripe_events import samples
+from stripe_events.context import Context
 from tests.helpers import event_of, module_context, run_handlers
 
 SESSION = "cs_test_A"

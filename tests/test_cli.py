@@ -13,14 +13,14 @@ import pytest
 import stripe
 from click.testing import CliRunner
 
-from chalicelib.stripe_events import catalog, samples
-from chalicelib.stripe_events.cli import main, resource_routers
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.dispatch import HandlerFailed
-from chalicelib.stripe_events.ledger import Outcome
-from chalicelib.stripe_events.stages import stage_environment
-from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import catalog, samples
+from stripe_events.context import Context
+from stripe_events.dispatch import HandlerFailed
+from stripe_events.ledger import Outcome
+from stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events.store_sqlite import SqliteStore
+from stripe_events_ops.cli import main, resource_routers
+from stripe_events_ops.stages import stage_environment
 from tests.conftest import REGION
 from tests.helpers import local_dispatcher, local_stage_env, loopback_server, swap_handler
 from tests.sqs_poller import clients, create_route, delete_route, drain, unique

@@ -26,12 +26,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.resources import billing_state
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.cli import resource_routers
-from chalicelib.stripe_events.payloads import S3PayloadStore
-from chalicelib.stripe_events.store import Store
-from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.payloads import S3PayloadStore
+from stripe_events.store import Store
+from stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events.store_sqlite import SqliteStore
+from stripe_events_ops.cli import resource_routers
 from tests.conftest import REGION
 from tests.containers import CRASH_EXIT_CODE, ContainerDied, Containers, Delivered, spread
 from tests.helpers import SECRET, figures_after, module_context, run_handlers

@@ -10,9 +10,9 @@ import pytest
 import stripe
 
 from chalicelib.resources import customers
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.store_sqlite import SqliteStore
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import stripe
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.dispatch import Dispatcher, HandlerFailed
-from chalicelib.stripe_events.router import Router
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.dispatch import Dispatcher, HandlerFailed
+from stripe_events.router import Router
+from stripe_events.store_sqlite import SqliteStore
 from tests.helpers import local_dispatcher
 
 

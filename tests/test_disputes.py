@@ -14,10 +14,10 @@ import stripe
 from stripe._http_client import HTTPClient
 
 from chalicelib.resources import charges, disputes
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.notifier import OutboxNotifier
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.notifier import OutboxNotifier
+from stripe_events.store_sqlite import SqliteStore
 from tests.helpers import event_of, local_dispatcher, module_context, outbox, run_handlers
 
 ROUTER = disputes.router

@@ -17,10 +17,10 @@ import stripe
 from click.testing import CliRunner, Result
 from stripe._http_client import HTTPClient
 
-from chalicelib.stripe_events import doctor, infra
-from chalicelib.stripe_events.doctor import doctor_command
-from chalicelib.stripe_events.endpoint import STAGE_TAG, wanted_event_types
-from chalicelib.stripe_events.settings import LOCAL_SECRET
+from stripe_events.settings import LOCAL_SECRET
+from stripe_events_ops import doctor, infra
+from stripe_events_ops.doctor import doctor_command
+from stripe_events_ops.endpoint import STAGE_TAG, wanted_event_types
 from tests.conftest import REGION
 from tests.test_endpoint import (
     OLD_VERSION,

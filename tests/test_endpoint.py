@@ -28,10 +28,10 @@ from aws_lambda_powertools.utilities import parameters
 from click.testing import CliRunner, Result
 from stripe._http_client import HTTPClient
 
-from chalicelib.stripe_events import cli, endpoint, stages
-from chalicelib.stripe_events.backfill import API_BASE_VARIABLE
-from chalicelib.stripe_events.endpoint import STAGE_TAG, endpoint_group, wanted_event_types
-from chalicelib.stripe_events.router import Router
+from stripe_events.router import Router
+from stripe_events_ops import cli, endpoint, stages
+from stripe_events_ops.backfill import API_BASE_VARIABLE
+from stripe_events_ops.endpoint import STAGE_TAG, endpoint_group, wanted_event_types
 from tests.conftest import REGION
 from tests.helpers import loopback_server
 

@@ -21,12 +21,12 @@ import stripe
 from chalice.app import CloudWatchEventConfig
 from chalice.test import Client
 
-from chalicelib.stripe_events import Context, catalog, samples
-from chalicelib.stripe_events.bus import LocalBus
-from chalicelib.stripe_events.pattern import matches
-from chalicelib.stripe_events.router import Router
-from chalicelib.stripe_events.settings import DEFAULT_SOURCE, PARTNER_SOURCE_PREFIX
-from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events import Context, catalog, samples
+from stripe_events.bus import LocalBus
+from stripe_events.pattern import matches
+from stripe_events.router import Router
+from stripe_events.settings import DEFAULT_SOURCE, PARTNER_SOURCE_PREFIX
+from stripe_events.store_dynamodb import DynamoStore, create_table
 from tests.conftest import REGION
 from tests.helpers import ROOT, SECRET, load_app, signed_headers
 from tests.sqs_poller import (

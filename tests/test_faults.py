@@ -30,14 +30,14 @@ from botocore.stub import Stubber
 from chalice.test import Client
 
 from chalicelib.resources import customers
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.bus import EventBridgePublisher
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.dispatch import HandlerBusy, HandlerFailed
-from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.settings import Settings
-from chalicelib.stripe_events.store import Claim, Store
-from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events import samples
+from stripe_events.bus import EventBridgePublisher
+from stripe_events.context import Context
+from stripe_events.dispatch import HandlerBusy, HandlerFailed
+from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.settings import Settings
+from stripe_events.store import Claim, Store
+from stripe_events.store_dynamodb import DynamoStore, create_table
 from tests.conftest import REGION
 from tests.helpers import ROOT, SECRET, figures_after, load_app, signed_headers, swap_handler
 from tests.sqs_poller import (

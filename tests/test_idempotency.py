@@ -16,16 +16,16 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.dispatch import Dispatcher, HandlerBusy
-from chalicelib.stripe_events.idempotency import KEY_PREFIX, open_idempotency, run_once
-from chalicelib.stripe_events.payloads import LocalPayloadStore
-from chalicelib.stripe_events.router import Router
-from chalicelib.stripe_events.settings import Settings
-from chalicelib.stripe_events.store import Store
-from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.dispatch import Dispatcher, HandlerBusy
+from stripe_events.idempotency import KEY_PREFIX, open_idempotency, run_once
+from stripe_events.payloads import LocalPayloadStore
+from stripe_events.router import Router
+from stripe_events.settings import Settings
+from stripe_events.store import Store
+from stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.sqs_poller import unique
 

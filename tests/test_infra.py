@@ -14,9 +14,13 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 
-from chalicelib.stripe_events import infra
-from chalicelib.stripe_events.idempotency import open_idempotency, run_once
-from chalicelib.stripe_events.infra import (
+from stripe_events.idempotency import open_idempotency, run_once
+from stripe_events.notifier import Notification, SnsNotifier
+from stripe_events.payloads import S3PayloadStore
+from stripe_events.settings import Settings
+from stripe_events.store_dynamodb import DynamoStore
+from stripe_events_ops import infra
+from stripe_events_ops.infra import (
     API_HANDLER,
     BODIES_PREFIX,
     BODY_RETENTION_DAYS,
@@ -37,10 +41,6 @@ from chalicelib.stripe_events.infra import (
     stack_policy,
     stale_files,
 )
-from chalicelib.stripe_events.notifier import Notification, SnsNotifier
-from chalicelib.stripe_events.payloads import S3PayloadStore
-from chalicelib.stripe_events.settings import Settings
-from chalicelib.stripe_events.store_dynamodb import DynamoStore
 from tests.conftest import REGION
 from tests.helpers import ROOT
 from tests.sqs_poller import unique

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.bus import LocalBus
-from chalicelib.stripe_events.cli import resource_routers
-from chalicelib.stripe_events.dispatch import HandlerBusy
-from chalicelib.stripe_events.envelope import parse_event, to_entry
+from stripe_events import samples
+from stripe_events.bus import LocalBus
+from stripe_events.dispatch import HandlerBusy
+from stripe_events.envelope import parse_event, to_entry
+from stripe_events_ops.cli import resource_routers
 from tests.helpers import ROOT, load_app, local_stage_env, signed_headers, swap_handler
 
 

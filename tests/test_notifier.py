@@ -10,9 +10,9 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from chalicelib.stripe_events.cli import main
-from chalicelib.stripe_events.notifier import Notification, SnsNotifier, open_notifier
-from chalicelib.stripe_events.settings import Settings, SettingsError
+from stripe_events.notifier import Notification, SnsNotifier, open_notifier
+from stripe_events.settings import Settings, SettingsError
+from stripe_events_ops.cli import main
 from tests.conftest import REGION
 from tests.helpers import module_context, outbox
 from tests.sqs_poller import unique

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.stripe_events import observability, samples
-from chalicelib.stripe_events.router import Router
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import observability, samples
+from stripe_events.router import Router
+from stripe_events.store_sqlite import SqliteStore
 from tests.helpers import ROOT, load_app, local_dispatcher, local_stage_env, signed_headers
 from tests.test_webhook import RecordingPublisher
 

@@ -14,10 +14,10 @@ import stripe
 from chalice.test import Client
 
 from chalicelib.resources import customers, invoices
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.payloads import PAYLOAD_KEY, restore
-from chalicelib.stripe_events.store_dynamodb import create_table
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.payloads import PAYLOAD_KEY, restore
+from stripe_events.store_dynamodb import create_table
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,

@@ -6,12 +6,14 @@ The packaged SAM template is checked with cfn-lint and transformed with aws-sam-
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from cfnlint.api import ManualArgs, lint  # type: ignore[import-untyped]
 from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
 from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 
-from chalicelib.stripe_events.infra import (
+from stripe_events_ops.infra import (
     API_HANDLER,
     ASYNC_RETRY,
     BODIES_PREFIX,
@@ -47,6 +49,8 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 FUNCTIONS = event_functions()
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
+# What the project itself puts in the deployment package (the rest is its requirements).
+OURS = {"app.py", "chalicelib", "stripe_events"}
 
 
 def chalice_package(out: Path) -> Path:
@@ -72,11 +76,39 @@ def chalice_package(out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sam(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    template: dict[str, Any] = json.loads(
-        chalice_package(tmp_path_factory.mktemp("out")).read_text()
-    )
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder `chalice package` writes: sam.json and deployment.zip."""
+    return chalice_package(tmp_path_factory.mktemp("out")).parent
+
+
+@pytest.fixture(scope="module")
+def sam(packaged: Path) -> dict[str, Any]:
+    template: dict[str, Any] = json.loads((packaged / "sam.json").read_text())
     return template
+
+
+def test_the_deployment_package_holds_the_runtime_wing_only(packaged: Path) -> None:
+    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+        names = archive.namelist()
+        ours = [n for n in names if n.split("/")[0] in OURS]
+        sources = {n: archive.read(n).decode() for n in ours if n.endswith(".py")}
+    assert {n.split("/")[0] for n in ours} == OURS
+    # The operator's command, the tests, the benchmark and the template stay out.
+    assert not [n for n in names if n.split("/")[0] in ("stripe_events_ops", "ops", "tests")]
+    assert "stripe_events/data/stripe-fixtures3.json" in names  # the test kit's examples
+    for name, source in sources.items():
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom) and node.level == 0
+        }
+        # click is not packaged, and the operator's wing must not be reached from Lambda.
+        assert not imported & {"click", "stripe_events_ops", "pytest", "moto"}, name
 
 
 def transform(sam: dict[str, Any], **parameters: str) -> dict[str, Any]:

@@ -10,9 +10,9 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.stripe_events.envelope import Entry, EventHeader, parse_event, to_entry
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.payloads import (
+from stripe_events.envelope import Entry, EventHeader, parse_event, to_entry
+from stripe_events.errors import PublishFailed
+from stripe_events.payloads import (
     EVENTS_FOLDER,
     PAYLOAD_KEY,
     LocalPayloadStore,
@@ -27,8 +27,8 @@ from chalicelib.stripe_events.payloads import (
     restore,
     shrink,
 )
-from chalicelib.stripe_events.samples import encode, sample_event
-from chalicelib.stripe_events.settings import Settings, SettingsError
+from stripe_events.samples import encode, sample_event
+from stripe_events.settings import Settings, SettingsError
 from tests.conftest import REGION
 from tests.helpers import invoice_with_lines
 

@@ -9,7 +9,7 @@ import pytest
 import stripe
 
 from chalicelib.resources import payment_intents
-from chalicelib.stripe_events.context import Context
+from stripe_events.context import Context
 from tests.helpers import event_of, module_context, run_handlers
 
 ROUTER = payment_intents.router

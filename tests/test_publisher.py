@@ -15,11 +15,11 @@ from botocore.stub import Stubber
 from chalice.app import Chalice, CloudWatchEvent
 from chalice.test import Client
 
-from chalicelib.stripe_events import bus, samples
-from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus
-from chalicelib.stripe_events.envelope import Entry, parse_event, to_entry
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.settings import DEFAULT_SOURCE, Settings
+from stripe_events import bus, samples
+from stripe_events.bus import EventBridgePublisher, LocalBus
+from stripe_events.envelope import Entry, parse_event, to_entry
+from stripe_events.errors import PublishFailed
+from stripe_events.settings import DEFAULT_SOURCE, Settings
 from tests.conftest import REGION
 from tests.helpers import ROOT, SECRET, load_app, signed_headers
 from tests.sqs_poller import Route, clients, create_route, delete_route, drain, unique

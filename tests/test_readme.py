@@ -9,9 +9,9 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.cli import main, resource_routers
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.store_sqlite import SqliteStore
+from stripe_events_ops.cli import main, resource_routers
 from tests.helpers import ROOT, local_dispatcher
 
 README = (ROOT / "README.md").read_text()

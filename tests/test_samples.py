@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.stripe_events import catalog, samples
-from chalicelib.stripe_events.envelope import parse_event
+from stripe_events import catalog, samples
+from stripe_events.envelope import parse_event
 from tests.helpers import ROOT
 
 SHARED = ROOT.parent / "shared" / "data" / "stripe-fixtures3.json"

@@ -9,9 +9,9 @@ import boto3
 import pytest
 from chalice.test import Client
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.helpers import ROOT, load_app, signed_headers
 from tests.sqs_poller import unique

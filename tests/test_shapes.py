@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.resources import billing_state, checkout, subscriptions
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.cli import resource_routers
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.router import Router
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.router import Router
+from stripe_events_ops.cli import resource_routers
 from tests.helpers import FakeStripe, module_context, outbox, run_handlers
 
 T = 1_500_000_000

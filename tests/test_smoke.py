@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.settings import LOCAL_SECRET
+from stripe_events import samples
+from stripe_events.settings import LOCAL_SECRET
 from tests.helpers import ROOT, signed_headers
 
 BURST = 100

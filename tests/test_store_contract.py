@@ -11,12 +11,12 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.payloads import S3PayloadStore, restore
-from chalicelib.stripe_events.settings import Settings, SettingsError
-from chalicelib.stripe_events.store import Claim, Store, open_store, refusal
-from chalicelib.stripe_events.store_dynamodb import DynamoStore, create_table
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.payloads import S3PayloadStore, restore
+from stripe_events.settings import Settings, SettingsError
+from stripe_events.store import Claim, Store, open_store, refusal
+from stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events.store_sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.sqs_poller import unique
 

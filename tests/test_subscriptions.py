@@ -10,9 +10,9 @@ import pytest
 import stripe
 
 from chalicelib.resources import subscriptions
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.projection import apply_snapshot
+from stripe_events import samples
+from stripe_events.context import Context
+from stripe_events.projection import apply_snapshot
 from tests.helpers import event_of, module_context, outbox, run_handlers
 
 T = 1_760_000_000

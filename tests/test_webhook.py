@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib.stripe_events import samples
-from chalicelib.stripe_events.bus import Publisher
-from chalicelib.stripe_events.envelope import Entry
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.store_sqlite import SqliteStore
+from stripe_events import samples
+from stripe_events.bus import Publisher
+from stripe_events.envelope import Entry
+from stripe_events.errors import PublishFailed
+from stripe_events.store_sqlite import SqliteStore
 from tests.helpers import ROOT, SECRET, load_app, local_stage_env, sign, signed_headers
 
 URL = "/stripe/webhook"
@@ -221,7 +221,7 @@ def test_bad_bodies_are_rejected_with_400(webhook: Factory, case: str) -> None:
 
 def _hmac(body: bytes) -> str:
     # stripe's own helper wants a str payload, which a non-UTF-8 body is not.
-    from chalicelib.stripe_events.signature import expected_signature
+    from stripe_events.signature import expected_signature
 
     return expected_signature(body, int(time.time()), SECRET)
 

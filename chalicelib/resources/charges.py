@@ -20,8 +20,8 @@ from typing import Any
 
 import stripe
 
-from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot, apply_summary
+from stripe_events import Context, Router
+from stripe_events.projection import apply_snapshot, apply_summary
 
 router = Router("charges")
 

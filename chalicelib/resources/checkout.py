@@ -23,9 +23,9 @@ from typing import Any
 
 import stripe
 
-from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.claims import once_per_object
-from chalicelib.stripe_events.projection import apply_snapshot, order_key
+from stripe_events import Context, Router
+from stripe_events.claims import once_per_object
+from stripe_events.projection import apply_snapshot, order_key
 
 router = Router("checkout")
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import stripe
 
-from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot
+from stripe_events import Context, Router
+from stripe_events.projection import apply_snapshot
 
 router = Router("customers")
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import stripe
 
-from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import (
+from stripe_events import Context, Router
+from stripe_events.projection import (
     apply_snapshot,
     apply_summary,
     order_key,

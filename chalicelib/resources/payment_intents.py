@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import stripe
 
-from chalicelib.stripe_events import Context, Router
-from chalicelib.stripe_events.projection import apply_snapshot, apply_summary
+from stripe_events import Context, Router
+from stripe_events.projection import apply_snapshot, apply_summary
 
 router = Router("payment_intents")
 

@@ -24,10 +24,10 @@ from urllib.parse import urlsplit
 import click
 import stripe
 
-from chalicelib.stripe_events import secrets as stage_secrets
-from chalicelib.stripe_events.backfill import API_BASE_VARIABLE, stripe_client
-from chalicelib.stripe_events.settings import Settings, SettingsError
-from chalicelib.stripe_events.stages import load_events
+from stripe_events import secrets as stage_secrets
+from stripe_events.settings import Settings, SettingsError
+from stripe_events_ops.backfill import API_BASE_VARIABLE, stripe_client
+from stripe_events_ops.stages import load_events
 
 if TYPE_CHECKING:
     from stripe.params import WebhookEndpointCreateParams, WebhookEndpointUpdateParams
@@ -48,7 +48,7 @@ class EndpointError(click.ClickException):
 def wanted_event_types() -> tuple[str, ...]:
     """The types the routers handle, wildcards expanded: what `enabled-events` prints."""
     # cli imports this module for its commands, so it is imported here, when called.
-    from chalicelib.stripe_events import cli
+    from stripe_events_ops import cli
 
     return tuple(sorted(cli.subscribers(cli.resource_routers())))
 

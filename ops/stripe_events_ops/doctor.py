@@ -20,9 +20,10 @@ from typing import Any
 import click
 import stripe
 
-from chalicelib.stripe_events import stages
-from chalicelib.stripe_events.backfill import API_BASE_VARIABLE, stripe_client
-from chalicelib.stripe_events.endpoint import (
+from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from stripe_events_ops import stages
+from stripe_events_ops.backfill import API_BASE_VARIABLE, stripe_client
+from stripe_events_ops.endpoint import (
     STAGE_TAG,
     AwsClients,
     EndpointError,
@@ -38,8 +39,7 @@ from chalicelib.stripe_events.endpoint import (
     recreate_advice,
     wanted_event_types,
 )
-from chalicelib.stripe_events.infra import EVENT_BUS, KEY_SCHEMA, TTL_ATTRIBUTE
-from chalicelib.stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from stripe_events_ops.infra import EVENT_BUS, KEY_SCHEMA, TTL_ATTRIBUTE
 
 PASSED = "✓"
 FAILED = "✗"

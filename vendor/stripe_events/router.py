@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.stripe_events import catalog
-from chalicelib.stripe_events.settings import PARTNER_SOURCE_PREFIX
+from stripe_events import catalog
+from stripe_events.settings import PARTNER_SOURCE_PREFIX
 
 if TYPE_CHECKING:
     import stripe
 
-    from chalicelib.stripe_events.context import Context
-    from chalicelib.stripe_events.settings import Settings
+    from stripe_events.context import Context
+    from stripe_events.settings import Settings
 
 HandlerFunc = Callable[["stripe.Event", "Context"], None]
 

@@ -25,15 +25,15 @@ import click
 import stripe
 from stripe.params import EventListParams
 
-from chalicelib.stripe_events import catalog, envelope
-from chalicelib.stripe_events.bus import Publisher, publish_event
-from chalicelib.stripe_events.durations import parse_since
-from chalicelib.stripe_events.errors import PublishFailed, Rejected
-from chalicelib.stripe_events.ledger import utc_now
-from chalicelib.stripe_events.payloads import PayloadStore
-from chalicelib.stripe_events.settings import Settings, SettingsError
-from chalicelib.stripe_events.stages import load_events
-from chalicelib.stripe_events.store import Store
+from stripe_events import catalog, envelope
+from stripe_events.bus import Publisher, publish_event
+from stripe_events.errors import PublishFailed, Rejected
+from stripe_events.ledger import utc_now
+from stripe_events.payloads import PayloadStore
+from stripe_events.settings import Settings, SettingsError
+from stripe_events.store import Store
+from stripe_events_ops.durations import parse_since
+from stripe_events_ops.stages import load_events
 
 log = logging.getLogger("stripe_events.backfill")
 

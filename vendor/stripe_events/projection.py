@@ -64,8 +64,8 @@ from typing import Any, Protocol
 
 import stripe
 
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.envelope import MAX_CREATED
+from stripe_events.context import Context
+from stripe_events.envelope import MAX_CREATED
 
 # Per object type, statuses an object cannot leave for a lower one. Unlisted statuses
 # rank 1, equal to each other, because objects move back and forth among them.

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
-from chalicelib.stripe_events.settings import Settings
+from stripe_events.settings import Settings
 
 # A stable key prefix: the default one includes the Lambda function's name, and then a
 # replay from the CLI would not recognise what the function had already done.
@@ -36,12 +36,12 @@ class LocalLambdaContext:
 
 def open_idempotency(settings: Settings) -> BasePersistenceLayer:
     if settings.is_local:
-        from chalicelib.stripe_events.idempotency_sqlite import SqlitePersistenceLayer
+        from stripe_events.idempotency_sqlite import SqlitePersistenceLayer
 
         return SqlitePersistenceLayer(settings.state_dir / "idempotency.sqlite3")
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    from chalicelib.stripe_events.store_dynamodb import FAIL_FAST
+    from stripe_events.store_dynamodb import FAIL_FAST
 
     # The ledger's table: records live under one partition, keyed by the hashed key.
     return DynamoDBPersistenceLayer(

@@ -7,19 +7,19 @@ from typing import TYPE_CHECKING
 
 from chalice.app import IAMAuthorizer
 
-from chalicelib.stripe_events import observability, secrets
-from chalicelib.stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
-from chalicelib.stripe_events.dispatch import Dispatcher
-from chalicelib.stripe_events.notifier import Notifier, open_notifier
-from chalicelib.stripe_events.payloads import PayloadStore, open_payload_store
-from chalicelib.stripe_events.settings import Settings
-from chalicelib.stripe_events.store import Store, open_store
-from chalicelib.stripe_events.webhook import webhook_blueprint
+from stripe_events import observability, secrets
+from stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
+from stripe_events.dispatch import Dispatcher
+from stripe_events.notifier import Notifier, open_notifier
+from stripe_events.payloads import PayloadStore, open_payload_store
+from stripe_events.settings import Settings
+from stripe_events.store import Store, open_store
+from stripe_events.webhook import webhook_blueprint
 
 if TYPE_CHECKING:
     from chalice.app import CloudWatchEvent
 
-    from chalicelib.stripe_events.router import Router
+    from stripe_events.router import Router
 
 
 class StripeEvents:
@@ -66,7 +66,7 @@ class StripeEvents:
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
-        from chalicelib.stripe_events.idempotency import open_idempotency
+        from stripe_events.idempotency import open_idempotency
 
         client = None
         if self.api_key:

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chalicelib.stripe_events.ledger import utc_now
-from chalicelib.stripe_events.settings import Settings, SettingsError
+from stripe_events.ledger import utc_now
+from stripe_events.settings import Settings, SettingsError
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Realistic Stripe events, built from Stripe's own example object for each resource.
 
-`fixtures/stripe-fixtures3.json` is Stripe's published example of every API object
-(from its OpenAPI repository, MIT licence beside it). Used by `stripe-events send`,
-the tests and the benchmark; never by the Lambda functions.
+`data/stripe-fixtures3.json` is Stripe's published example of every API object (from
+its OpenAPI repository, MIT licence beside it). Used by the test kit (`testing.py`),
+`stripe-events send`, the tests and the benchmark; never by the Lambda functions.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from chalicelib.stripe_events import catalog
+from stripe_events import catalog
 
-FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "stripe-fixtures3.json"
+FIXTURES = Path(__file__).resolve().parent / "data" / "stripe-fixtures3.json"
 API_VERSION = "2025-01-27.acacia"
 
 

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-from chalicelib.stripe_events.errors import Rejected
+from stripe_events.errors import Rejected
 
 SCHEME = "v1"
 # A header longer than this is not one Stripe sent; refuse it before doing any work on it.

@@ -14,16 +14,16 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
-from chalicelib.stripe_events import observability
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.envelope import unwrap
-from chalicelib.stripe_events.errors import RetryLater
-from chalicelib.stripe_events.idempotency import LocalLambdaContext, run_once
-from chalicelib.stripe_events.ledger import Outcome, utc_now
-from chalicelib.stripe_events.notifier import Notifier
-from chalicelib.stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
-from chalicelib.stripe_events.router import Handler, Router
-from chalicelib.stripe_events.store import Store
+from stripe_events import observability
+from stripe_events.context import Context
+from stripe_events.envelope import unwrap
+from stripe_events.errors import RetryLater
+from stripe_events.idempotency import LocalLambdaContext, run_once
+from stripe_events.ledger import Outcome, utc_now
+from stripe_events.notifier import Notifier
+from stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
+from stripe_events.router import Handler, Router
+from stripe_events.store import Store
 
 log = logging.getLogger("stripe_events.dispatch")
 

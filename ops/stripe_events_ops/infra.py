@@ -29,9 +29,9 @@ from typing import Any
 
 import click
 
-from chalicelib.stripe_events.payloads import EVENTS_FOLDER, STATE_FOLDER
-from chalicelib.stripe_events.settings import LOCAL_BUS, PARTNER_SOURCE_PREFIX, SettingsError
-from chalicelib.stripe_events.stages import PROJECT_DIR, import_app, stage_environment
+from stripe_events.payloads import EVENTS_FOLDER, STATE_FOLDER
+from stripe_events.settings import LOCAL_BUS, PARTNER_SOURCE_PREFIX, SettingsError
+from stripe_events_ops.stages import PROJECT_DIR, import_app, stage_environment
 
 # Chalice's name for the REST API's function: the webhook and the billing route.
 API_HANDLER = "api_handler"

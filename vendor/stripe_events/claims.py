@@ -21,9 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.stripe_events.context import Context
-from chalicelib.stripe_events.errors import RetryLater
-from chalicelib.stripe_events.store import Claim
+from stripe_events.context import Context
+from stripe_events.errors import RetryLater
+from stripe_events.store import Claim
 
 
 class ClaimHeld(RetryLater):

@@ -16,12 +16,12 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.stripe_events.envelope import Entry, EventHeader
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.ledger import utc_now
-from chalicelib.stripe_events.pattern import matches
-from chalicelib.stripe_events.payloads import PayloadStore, entry_size, shrink
-from chalicelib.stripe_events.store import Store
+from stripe_events.envelope import Entry, EventHeader
+from stripe_events.errors import PublishFailed
+from stripe_events.ledger import utc_now
+from stripe_events.pattern import matches
+from stripe_events.payloads import PayloadStore, entry_size, shrink
+from stripe_events.store import Store
 
 if TYPE_CHECKING:
     from chalice.app import Chalice
@@ -143,7 +143,7 @@ class LocalBus(Publisher):
                 self._deliver(app, source.name, event)
 
     def _deliver(self, app: Chalice, function: str, event: dict[str, Any]) -> None:
-        from chalicelib.stripe_events.dispatch import HandlerBusy
+        from stripe_events.dispatch import HandlerBusy
 
         for wait in (*self.busy_waits, None):
             try:

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chalicelib.stripe_events.settings import SettingsError
+from stripe_events.settings import SettingsError
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from chalicelib.stripe_events.core import StripeEvents
+    from stripe_events.core import StripeEvents
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 

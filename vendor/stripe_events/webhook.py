@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint, Request, Response
 
-from chalicelib.stripe_events import observability
-from chalicelib.stripe_events.bus import publish_event
-from chalicelib.stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
-from chalicelib.stripe_events.errors import PublishFailed, Rejected
-from chalicelib.stripe_events.settings import SettingsError
-from chalicelib.stripe_events.signature import verify
+from stripe_events import observability
+from stripe_events.bus import publish_event
+from stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
+from stripe_events.errors import PublishFailed, Rejected
+from stripe_events.settings import SettingsError
+from stripe_events.signature import verify
 
 if TYPE_CHECKING:
-    from chalicelib.stripe_events.bus import Publisher
-    from chalicelib.stripe_events.payloads import PayloadStore
-    from chalicelib.stripe_events.settings import Settings
-    from chalicelib.stripe_events.store import Store
+    from stripe_events.bus import Publisher
+    from stripe_events.payloads import PayloadStore
+    from stripe_events.settings import Settings
+    from stripe_events.store import Store
 
 log = logging.getLogger("stripe_events.webhook")
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.stripe_events.errors import Rejected
+from stripe_events.errors import Rejected
 
 if TYPE_CHECKING:
     import stripe
 
-    from chalicelib.stripe_events.settings import Settings
+    from stripe_events.settings import Settings
 
 Entry = dict[str, Any]
 

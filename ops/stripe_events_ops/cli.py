@@ -17,24 +17,24 @@ from typing import TYPE_CHECKING
 import click
 from click.decorators import FC
 
-from chalicelib.stripe_events import catalog, samples
-from chalicelib.stripe_events.backfill import API_BASE_VARIABLE, backfill_command, stripe_client
-from chalicelib.stripe_events.bus import publish_event
-from chalicelib.stripe_events.doctor import doctor_command
-from chalicelib.stripe_events.durations import parse_since
-from chalicelib.stripe_events.endpoint import endpoint_group
-from chalicelib.stripe_events.envelope import parse_event, to_entry
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.infra import infra_group
-from chalicelib.stripe_events.ledger import LedgerEntry
-from chalicelib.stripe_events.notifier import OutboxNotifier
-from chalicelib.stripe_events.router import Router
-from chalicelib.stripe_events.settings import SettingsError
-from chalicelib.stripe_events.signature import expected_signature
-from chalicelib.stripe_events.stages import PROJECT_DIR, load_events
+from stripe_events import catalog, samples
+from stripe_events.bus import publish_event
+from stripe_events.envelope import parse_event, to_entry
+from stripe_events.errors import PublishFailed
+from stripe_events.ledger import LedgerEntry
+from stripe_events.notifier import OutboxNotifier
+from stripe_events.router import Router
+from stripe_events.settings import SettingsError
+from stripe_events.signature import expected_signature
+from stripe_events_ops.backfill import API_BASE_VARIABLE, backfill_command, stripe_client
+from stripe_events_ops.doctor import doctor_command
+from stripe_events_ops.durations import parse_since
+from stripe_events_ops.endpoint import endpoint_group
+from stripe_events_ops.infra import infra_group
+from stripe_events_ops.stages import PROJECT_DIR, load_events
 
 if TYPE_CHECKING:
-    from chalicelib.stripe_events.core import StripeEvents
+    from stripe_events.core import StripeEvents
 
 DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
 RESOURCES_PACKAGE = "chalicelib.resources"
@@ -96,7 +96,7 @@ def main() -> None:
 @stage_option
 def run_local(host: str, port: int, stage: str) -> None:
     """Serve the app, as `chalice local --no-autoreload` does, taking bursts of deliveries."""
-    from chalicelib.stripe_events.local_server import serve
+    from stripe_events_ops.local_server import serve
 
     serve(PROJECT_DIR, stage, host, port)
 

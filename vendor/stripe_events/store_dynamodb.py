@@ -25,14 +25,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.payloads import (
+from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.payloads import (
     STATE_FOLDER,
     PayloadStore,
     load_checked,
     reference,
 )
-from chalicelib.stripe_events.store import (
+from stripe_events.store import (
     CLAIMED,
     DONE,
     Claim,

@@ -23,11 +23,11 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from chalicelib.stripe_events.errors import PublishFailed
-from chalicelib.stripe_events.settings import Settings, SettingsError
+from stripe_events.errors import PublishFailed
+from stripe_events.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from chalicelib.stripe_events.envelope import Entry, EventHeader
+    from stripe_events.envelope import Entry, EventHeader
 
 # The key that marks a detail as a reference; no Stripe event has it.
 PAYLOAD_KEY = "stripe_events_payload"

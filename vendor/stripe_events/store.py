@@ -17,11 +17,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.settings import Settings, SettingsError
+from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from chalicelib.stripe_events.payloads import PayloadStore
+    from stripe_events.payloads import PayloadStore
 
 
 class Store(ABC):
@@ -160,7 +160,7 @@ def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None =
     """The stage's store; `payloads` keeps what a DynamoDB item cannot hold (default: the
     stage's payload store)."""
     if settings.is_local:
-        from chalicelib.stripe_events.store_sqlite import SqliteStore
+        from stripe_events.store_sqlite import SqliteStore
 
         return SqliteStore(settings.state_dir / "stripe-events.sqlite3")
     if not settings.table:
@@ -168,8 +168,8 @@ def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None =
             "STRIPE_EVENTS_TABLE is not set: name the DynamoDB table for the ledger in "
             ".chalice/config.json, or set STRIPE_EVENTS_BUS=local to use SQLite."
         )
-    from chalicelib.stripe_events.payloads import open_payload_store
-    from chalicelib.stripe_events.store_dynamodb import DynamoStore
+    from stripe_events.payloads import open_payload_store
+    from stripe_events.store_dynamodb import DynamoStore
 
     return DynamoStore(
         settings.table, settings.region, payloads or (lambda: open_payload_store(settings))

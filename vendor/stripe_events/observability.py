@@ -16,7 +16,7 @@ import sys
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
 
-from chalicelib.stripe_events.settings import Settings
+from stripe_events.settings import Settings
 
 NAMESPACE = "StripeEvents"
 SERVICE = "stripe-events"

@@ -16,8 +16,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from chalicelib.stripe_events.ledger import LedgerEntry, Outcome
-from chalicelib.stripe_events.store import (
+from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.store import (
     DONE,
     Claim,
     Store,

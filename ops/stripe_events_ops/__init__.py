@@ -1,0 +1,1 @@
+"""The operator wing: the `stripe-events` command. It runs on a laptop or in CI, never in Lambda."""

@@ -11,7 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from stripe_events.observability import ROOT_LOGGER
-from stripe_events_ops.stages import patched_environ
+from stripe_events_ops.project import patched_environ
 from tests.helpers import FakeStripe, fake_stripe_server
 
 REGION = "us-east-1"

@@ -122,10 +122,10 @@ def _container(
     from chalice.app import CloudWatchEventConfig
 
     from stripe_events.pattern import matches
-    from stripe_events_ops.stages import import_app
+    from stripe_events_ops.project import import_app
 
     os.environ.update(env)
-    module = import_app(env)
+    module = import_app(env, Path(__file__).resolve().parents[1])
     _count_fulfilments(fulfilments, set(crash_on))
     sources = [s for s in module.app.event_sources if isinstance(s, CloudWatchEventConfig)]
     pipe.send("ready")

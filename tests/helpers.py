@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import logging
+import pkgutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 import stripe
 
@@ -25,9 +28,10 @@ from stripe_events.idempotency_sqlite import SqlitePersistenceLayer
 from stripe_events.notifier import Notification, OutboxNotifier
 from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import HandlerFunc, Router
-from stripe_events.store import Store
-from stripe_events.store_sqlite import SqliteStore
-from stripe_events_ops.stages import import_app, stage_environment
+from stripe_events.stores import Store
+from stripe_events.stores.schema import table_definition
+from stripe_events.stores.sqlite import SqliteStore
+from stripe_events_ops.project import import_app, stage_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_test_secret_one"
@@ -35,12 +39,22 @@ SECRET = "whsec_test_secret_one"
 
 def local_stage_env() -> dict[str, str]:
     """The environment Chalice gives stage `local`, as .chalice/config.json defines it."""
-    return stage_environment("local")
+    return stage_environment("local", ROOT)
 
 
 def load_app(env: dict[str, str]) -> ModuleType:
     """Import a fresh app.py with `env` in the environment (settings are read at import)."""
-    return import_app(env)
+    return import_app(env, ROOT)
+
+
+def resource_routers() -> list[Router]:
+    """The `router` of every module in chalicelib/resources, the project's business logic."""
+    package = importlib.import_module("chalicelib.resources")
+    modules = (
+        importlib.import_module(f"chalicelib.resources.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    )
+    return [m.router for m in modules if isinstance(getattr(m, "router", None), Router)]
 
 
 def sign(body: bytes, secret: str = SECRET, timestamp: int | None = None) -> str:
@@ -202,3 +216,10 @@ def not_found(resource: str) -> dict[str, Any]:
             "param": "id",
         }
     }
+
+
+def create_table(table: str, region: str) -> None:
+    """Create the ledger's table on the moto server, as the template defines it (on demand)."""
+    client = boto3.client("dynamodb", region_name=region)
+    client.create_table(TableName=table, **table_definition())
+    client.get_waiter("table_exists").wait(TableName=table)

@@ -32,7 +32,7 @@ from stripe_events.errors import PublishFailed
 from stripe_events.ledger import utc_now
 from stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, entry_size
 from stripe_events.settings import Settings
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores.sqlite import SqliteStore
 from stripe_events_ops import backfill
 from stripe_events_ops.backfill import (
     CHECKPOINTS,
@@ -41,9 +41,9 @@ from stripe_events_ops.backfill import (
     backfill_command,
     check_window,
     expand_types,
-    stripe_client,
 )
-from stripe_events_ops.stages import load_events
+from stripe_events_ops.clients import stripe_client
+from stripe_events_ops.project import load_events
 from tests.helpers import loopback_server
 
 API_KEY = "sk_test_backfill_only"
@@ -462,8 +462,8 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     """The stage's own settings and store, with a recording publisher."""
     recording = Recorder()
 
-    def with_recorder(stage: str) -> StripeEvents:
-        events = load_events(stage)
+    def with_recorder(stage: str, project: Path) -> StripeEvents:
+        events = load_events(stage, project)
         vars(events)["publisher"] = recording  # cached_property: what `publisher` returns
         return events
 

@@ -9,8 +9,7 @@ from stripe_events import catalog
 from stripe_events.context import Context
 from stripe_events.router import Router
 from stripe_events.settings import Settings
-from stripe_events_ops.cli import resource_routers
-from tests.helpers import load_app, local_stage_env
+from tests.helpers import load_app, local_stage_env, resource_routers
 
 ISSUE_TYPES = [
     "invoice.payment_failed",

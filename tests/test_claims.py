@@ -16,8 +16,8 @@ from stripe_events.claims import ClaimHeld, once_per_object
 from stripe_events.context import Context
 from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher, HandlerBusy
 from stripe_events.router import Router
-from stripe_events.store import Claim
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores import Claim
+from stripe_events.stores.sqlite import SqliteStore
 from tests.containers import FakeLambdaContext
 from tests.helpers import local_dispatcher, module_context
 

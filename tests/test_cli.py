@@ -17,12 +17,20 @@ from stripe_events import catalog, samples
 from stripe_events.context import Context
 from stripe_events.dispatch import HandlerFailed
 from stripe_events.ledger import Outcome
-from stripe_events.store_dynamodb import DynamoStore, create_table
-from stripe_events.store_sqlite import SqliteStore
-from stripe_events_ops.cli import main, resource_routers
-from stripe_events_ops.stages import stage_environment
+from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events.stores.sqlite import SqliteStore
+from stripe_events_ops.cli import main
+from stripe_events_ops.project import stage_environment
 from tests.conftest import REGION
-from tests.helpers import local_dispatcher, local_stage_env, loopback_server, swap_handler
+from tests.helpers import (
+    ROOT,
+    create_table,
+    local_dispatcher,
+    local_stage_env,
+    loopback_server,
+    resource_routers,
+    swap_handler,
+)
 from tests.sqs_poller import clients, create_route, delete_route, drain, unique
 
 
@@ -193,7 +201,7 @@ def test_replay_explains_what_it_needs(runner: CliRunner) -> None:
 
 def test_failures_and_replay_against_a_stages_table_and_bus(moto_url: str) -> None:
     """--stage dev: the stage's DynamoDB table and EventBridge bus (here on moto)."""
-    table = stage_environment("dev")["STRIPE_EVENTS_TABLE"]
+    table = stage_environment("dev", ROOT)["STRIPE_EVENTS_TABLE"]
     create_table(table, REGION)
     events_client, sqs = clients()
     route = create_route(events_client, sqs, unique("replay"), {"source": ["stripe.webhook"]})

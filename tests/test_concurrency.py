@@ -28,13 +28,19 @@ from hypothesis import strategies as st
 from chalicelib.resources import billing_state
 from stripe_events import samples
 from stripe_events.payloads import S3PayloadStore
-from stripe_events.store import Store
-from stripe_events.store_dynamodb import DynamoStore, create_table
-from stripe_events.store_sqlite import SqliteStore
-from stripe_events_ops.cli import resource_routers
+from stripe_events.stores import Store
+from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.containers import CRASH_EXIT_CODE, ContainerDied, Containers, Delivered, spread
-from tests.helpers import SECRET, figures_after, module_context, run_handlers
+from tests.helpers import (
+    SECRET,
+    create_table,
+    figures_after,
+    module_context,
+    resource_routers,
+    run_handlers,
+)
 from tests.sqs_poller import unique
 
 ROUNDS = int(os.environ.get("STRIPE_EVENTS_RACE_ROUNDS", "10"))

@@ -12,7 +12,7 @@ import stripe
 from chalicelib.resources import customers
 from stripe_events import samples
 from stripe_events.context import Context
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores.sqlite import SqliteStore
 
 
 @pytest.fixture

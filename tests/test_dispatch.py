@@ -12,7 +12,7 @@ from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.dispatch import Dispatcher, HandlerFailed
 from stripe_events.router import Router
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.helpers import local_dispatcher
 
 

@@ -17,7 +17,7 @@ from chalicelib.resources import charges, disputes
 from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.notifier import OutboxNotifier
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.helpers import event_of, local_dispatcher, module_context, outbox, run_handlers
 
 ROUTER = disputes.router

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -28,12 +29,11 @@ from aws_lambda_powertools.utilities import parameters
 from click.testing import CliRunner, Result
 from stripe._http_client import HTTPClient
 
-from stripe_events.router import Router
-from stripe_events_ops import cli, endpoint, stages
-from stripe_events_ops.backfill import API_BASE_VARIABLE
+from stripe_events_ops import cli, endpoint, project
+from stripe_events_ops.clients import API_BASE_VARIABLE
 from stripe_events_ops.endpoint import STAGE_TAG, endpoint_group, wanted_event_types
 from tests.conftest import REGION
-from tests.helpers import loopback_server
+from tests.helpers import ROOT, loopback_server
 
 API_KEY = "sk_test_endpoint_sync_only"
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/api/stripe/webhook"
@@ -257,17 +257,17 @@ def dev_stage(monkeypatch: pytest.MonkeyPatch, fake: FakeStripe) -> Iterator[Dev
     commands see a complete stage. Everything is removed afterwards: the moto server is
     shared by the whole session, and other tests create the same names.
     """
-    original = stages.stage_environment
+    original = project.stage_environment
     account = boto3.client("sts", region_name=REGION).get_caller_identity()["Account"]
-    stage = DevStage(original("dev"), account)
+    stage = DevStage(original("dev", ROOT), account)
     prefix = "stripe-events-dev"
     stage.env["STRIPE_EVENTS_BUCKET"] = f"{prefix}-bodies-{account}"
     stage.env["STRIPE_EVENTS_TOPIC_ARN"] = f"arn:aws:sns:{REGION}:{account}:{prefix}-notifications"
 
-    def patched(name: str, project_dir: Any = stages.PROJECT_DIR) -> dict[str, str]:
+    def patched(name: str, project_dir: Path) -> dict[str, str]:
         return dict(stage.env) if name == "dev" else original(name, project_dir)
 
-    monkeypatch.setattr(stages, "stage_environment", patched)
+    monkeypatch.setattr(project, "stage_environment", patched)
     monkeypatch.setenv(API_BASE_VARIABLE, fake.url)
     delete_parameters(stage.secret_param)
     boto3.client("ssm", region_name=REGION).put_parameter(
@@ -368,19 +368,13 @@ def test_nothing_is_created_when_the_answer_is_no(dev: DevStage, fake: FakeStrip
     assert dev.stored_secret() is None
 
 
-def changed_routers() -> list[Router]:
-    """The app's routers without payouts, and one more that handles account.updated."""
-    routers = [r for r in original_routers() if r.name != "payouts"]
-    accounts = Router("accounts")
-
-    @accounts.on("account.updated")
-    def on_account(event: stripe.Event, ctx: Any) -> None:
-        pass
-
-    return [*routers, accounts]
+def changed_subscribers(app: Any) -> dict[str, list[str]]:
+    """The app's functions without payouts, and one more that handles account.updated."""
+    kept = {t: f for t, f in original_subscribers(app).items() if f != ["payouts"]}
+    return {**kept, "account.updated": ["accounts"]}
 
 
-original_routers = cli.resource_routers
+original_subscribers = project.subscribers
 
 
 def test_a_router_change_is_shown_then_applied_only_when_confirmed(
@@ -390,7 +384,7 @@ def test_a_router_change_is_shown_then_applied_only_when_confirmed(
     [ours] = fake.tagged()
     before = list(ours["enabled_events"])
     secret = dev.stored_secret()
-    monkeypatch.setattr(cli, "resource_routers", changed_routers)
+    monkeypatch.setattr(endpoint, "subscribers", changed_subscribers)
 
     declined = sync(input="n\n")
     assert declined.exit_code == 1
@@ -412,7 +406,8 @@ def test_a_router_change_is_shown_then_applied_only_when_confirmed(
     applied = sync("--yes")
     assert applied.exit_code == 0, applied.output
     assert f"Updated endpoint {ours['id']}." in applied.output
-    assert ours["enabled_events"] == sorted({t for r in changed_routers() for t in r.event_types()})
+    assert ours["enabled_events"] == list(endpoint.wanted_event_types())
+    assert "account.updated" in ours["enabled_events"]
     method, path, params = fake.changes[-1]
     assert (method, path) == ("POST", f"/v1/webhook_endpoints/{ours['id']}")
     assert set(params) == {"enabled_events"}  # only what the diff showed

@@ -26,9 +26,9 @@ from stripe_events.bus import LocalBus
 from stripe_events.pattern import matches
 from stripe_events.router import Router
 from stripe_events.settings import DEFAULT_SOURCE, PARTNER_SOURCE_PREFIX
-from stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events.stores.dynamodb import DynamoStore
 from tests.conftest import REGION
-from tests.helpers import ROOT, SECRET, load_app, signed_headers
+from tests.helpers import ROOT, SECRET, create_table, load_app, signed_headers
 from tests.sqs_poller import (
     Route,
     clients,

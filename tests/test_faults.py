@@ -36,10 +36,18 @@ from stripe_events.context import Context
 from stripe_events.dispatch import HandlerBusy, HandlerFailed
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.settings import Settings
-from stripe_events.store import Claim, Store
-from stripe_events.store_dynamodb import DynamoStore, create_table
+from stripe_events.stores import Claim, Store
+from stripe_events.stores.dynamodb import DynamoStore
 from tests.conftest import REGION
-from tests.helpers import ROOT, SECRET, figures_after, load_app, signed_headers, swap_handler
+from tests.helpers import (
+    ROOT,
+    SECRET,
+    create_table,
+    figures_after,
+    load_app,
+    signed_headers,
+    swap_handler,
+)
 from tests.sqs_poller import (
     Route,
     clients,

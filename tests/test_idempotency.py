@@ -23,10 +23,11 @@ from stripe_events.idempotency import KEY_PREFIX, open_idempotency, run_once
 from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import Router
 from stripe_events.settings import Settings
-from stripe_events.store import Store
-from stripe_events.store_dynamodb import DynamoStore, create_table
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores import Store
+from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.conftest import REGION
+from tests.helpers import create_table
 from tests.sqs_poller import unique
 
 THREADS = 20

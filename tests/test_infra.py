@@ -18,18 +18,16 @@ from stripe_events.idempotency import open_idempotency, run_once
 from stripe_events.notifier import Notification, SnsNotifier
 from stripe_events.payloads import S3PayloadStore
 from stripe_events.settings import Settings
-from stripe_events.store_dynamodb import DynamoStore
-from stripe_events_ops import infra
+from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops.infra import (
     API_HANDLER,
     BODIES_PREFIX,
     BODY_RETENTION_DAYS,
     DLQ_RETENTION_SECONDS,
     EVENT_BUS,
-    KEY_SCHEMA,
     MERGE_TEMPLATE,
     STATE_PREFIX,
-    TTL_ATTRIBUTE,
     Names,
     deployed_stages,
     event_functions,
@@ -45,7 +43,7 @@ from tests.conftest import REGION
 from tests.helpers import ROOT
 from tests.sqs_poller import unique
 
-FUNCTIONS = event_functions()
+FUNCTIONS = event_functions(ROOT)
 
 
 def actions(policy: dict[str, Any]) -> set[str]:
@@ -199,6 +197,14 @@ def test_each_function_may_do_only_what_it_does(function: str) -> None:
 # --- infra up / infra down on the moto server ----------------------------------------------
 
 
+def make_project(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy of this project in `folder`, its app and resources linked, the command run there."""
+    (folder / ".chalice").mkdir()
+    for name in ("app.py", "chalicelib"):
+        (folder / name).symlink_to(ROOT / name)
+    monkeypatch.chdir(folder)
+
+
 @pytest.fixture
 def project(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A project whose config names an app of its own, so that names never collide in moto."""
@@ -211,9 +217,8 @@ def project(moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> I
     env = config["stages"]["dev"]["environment_variables"]
     env["STRIPE_WEBHOOK_SECRET_PARAM"] = names.webhook_secret_param
     env["STRIPE_API_KEY_PARAM"] = names.api_key_param
-    (tmp_path / ".chalice").mkdir()
+    make_project(tmp_path, monkeypatch)
     (tmp_path / ".chalice" / "config.json").write_text(json.dumps(config))
-    monkeypatch.setattr(infra, "PROJECT_DIR", tmp_path)
     yield tmp_path
 
 
@@ -407,12 +412,11 @@ def test_down_asks_before_it_deletes(project: Path) -> None:
 def test_render_writes_what_is_stale_and_deletes_unused_policies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / ".chalice").mkdir()
+    make_project(tmp_path, monkeypatch)
     for path in (ROOT / ".chalice").glob("*.json"):
         (tmp_path / ".chalice" / path.name).write_text(path.read_text())
     (tmp_path / ".chalice" / "policy-dev-customers.json").unlink()
     (tmp_path / ".chalice" / "policy-dev-gone.json").write_text("{}")
-    monkeypatch.setattr(infra, "PROJECT_DIR", tmp_path)
 
     check = invoke("render", "--check")
     assert check.exit_code == 1

@@ -14,8 +14,14 @@ from stripe_events import samples
 from stripe_events.bus import LocalBus
 from stripe_events.dispatch import HandlerBusy
 from stripe_events.envelope import parse_event, to_entry
-from stripe_events_ops.cli import resource_routers
-from tests.helpers import ROOT, load_app, local_stage_env, signed_headers, swap_handler
+from tests.helpers import (
+    ROOT,
+    load_app,
+    local_stage_env,
+    resource_routers,
+    signed_headers,
+    swap_handler,
+)
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ from chalicelib.resources import customers, invoices
 from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.payloads import PAYLOAD_KEY, restore
-from stripe_events.store_dynamodb import create_table
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,
     SECRET,
+    create_table,
     invoice_with_lines,
     load_app,
     local_stage_env,

@@ -23,15 +23,14 @@ from cfnlint.api import ManualArgs, lint  # type: ignore[import-untyped]
 from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
 from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 
+from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops.infra import (
     API_HANDLER,
     ASYNC_RETRY,
     BODIES_PREFIX,
     BODY_RETENTION_DAYS,
-    KEY_SCHEMA,
     MERGE_TEMPLATE,
     RULE_RETRY,
-    TTL_ATTRIBUTE,
     Names,
     Stage,
     cfn_name,
@@ -47,7 +46,7 @@ STAGE = "prod"
 STACK = "stripe-events-prod"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-FUNCTIONS = event_functions()
+FUNCTIONS = event_functions(ROOT)
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 # What the project itself puts in the deployment package (the rest is its requirements).
 OURS = {"app.py", "chalicelib", "stripe_events"}

@@ -13,7 +13,6 @@ import pytest
 from stripe_events.envelope import Entry, EventHeader, parse_event, to_entry
 from stripe_events.errors import PublishFailed
 from stripe_events.payloads import (
-    EVENTS_FOLDER,
     PAYLOAD_KEY,
     LocalPayloadStore,
     PayloadCorrupt,
@@ -29,6 +28,7 @@ from stripe_events.payloads import (
 )
 from stripe_events.samples import encode, sample_event
 from stripe_events.settings import Settings, SettingsError
+from stripe_events.stores.schema import EVENTS_FOLDER
 from tests.conftest import REGION
 from tests.helpers import invoice_with_lines
 

@@ -19,8 +19,8 @@ from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.envelope import MAX_CREATED
 from stripe_events.projection import MAX_COUNTER, apply_snapshot, order_key
-from stripe_events.store import Store
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores import Store
+from stripe_events.stores.sqlite import SqliteStore
 from tests.helpers import FakeStripe
 
 T = 1_760_000_000

@@ -10,9 +10,9 @@ from typing import Any
 from click.testing import CliRunner
 
 from stripe_events import samples
-from stripe_events.store_sqlite import SqliteStore
-from stripe_events_ops.cli import main, resource_routers
-from tests.helpers import ROOT, local_dispatcher
+from stripe_events.stores.sqlite import SqliteStore
+from stripe_events_ops.cli import main
+from tests.helpers import ROOT, local_dispatcher, resource_routers
 
 README = (ROOT / "README.md").read_text()
 CLI = ".venv/bin/stripe-events"

@@ -11,7 +11,7 @@ from chalice.test import Client
 
 from stripe_events import samples
 from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.helpers import ROOT, load_app, signed_headers
 from tests.sqs_poller import unique

@@ -23,8 +23,7 @@ from chalicelib.resources import billing_state, checkout, subscriptions
 from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.router import Router
-from stripe_events_ops.cli import resource_routers
-from tests.helpers import FakeStripe, module_context, outbox, run_handlers
+from tests.helpers import FakeStripe, module_context, outbox, resource_routers, run_handlers
 
 T = 1_500_000_000
 ROUTERS = resource_routers()

@@ -11,13 +11,16 @@ from typing import Any
 import boto3
 import pytest
 
+from stripe_events.core import open_store
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.payloads import S3PayloadStore, restore
 from stripe_events.settings import Settings, SettingsError
-from stripe_events.store import Claim, Store, open_store, refusal
-from stripe_events.store_dynamodb import DynamoStore, create_table
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores import Claim, Store
+from stripe_events.stores.base import refusal
+from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.conftest import REGION
+from tests.helpers import create_table
 from tests.sqs_poller import unique
 
 T1 = "2026-03-01T10:00:00.000+00:00"

@@ -18,7 +18,7 @@ from stripe_events import samples
 from stripe_events.bus import Publisher
 from stripe_events.envelope import Entry
 from stripe_events.errors import PublishFailed
-from stripe_events.store_sqlite import SqliteStore
+from stripe_events.stores.sqlite import SqliteStore
 from tests.helpers import ROOT, SECRET, load_app, local_stage_env, sign, signed_headers
 
 URL = "/stripe/webhook"

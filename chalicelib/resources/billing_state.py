@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.resources.subscriptions import entitlements
-from stripe_events.store import Store
+from stripe_events.stores import Store
 
 OPEN_INVOICES = {"draft", "open"}
 # charge_refunded: how API versions before 2014-11-20 said a dispute was won.

@@ -24,7 +24,7 @@ import stripe
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot, apply_summary
-from stripe_events.store import Store
+from stripe_events.stores import Store
 
 router = Router("subscriptions")
 

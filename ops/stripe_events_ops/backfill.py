@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 import sys
 import time
@@ -31,9 +30,10 @@ from stripe_events.errors import PublishFailed, Rejected
 from stripe_events.ledger import utc_now
 from stripe_events.payloads import PayloadStore
 from stripe_events.settings import Settings, SettingsError
-from stripe_events.store import Store
+from stripe_events.stores import Store
+from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.durations import parse_since
-from stripe_events_ops.stages import load_events
+from stripe_events_ops.project import current_project, load_events
 
 log = logging.getLogger("stripe_events.backfill")
 
@@ -49,10 +49,8 @@ RATE_LIMIT_RETRIES = 8
 FIRST_BACKOFF_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 30.0
 # Connection errors, 409, 5xx and `Stripe-Should-Retry: true`: the SDK's own retries.
-NETWORK_RETRIES = 3
 FIRST_PROBE_SECONDS = 60
 CHECKPOINTS = "backfill_checkpoints"
-API_BASE_VARIABLE = "STRIPE_API_BASE"
 
 T = TypeVar("T")
 
@@ -83,15 +81,6 @@ def expand_types(patterns: list[str] | tuple[str, ...]) -> frozenset[str] | None
 
 def iso(timestamp: int) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def stripe_client(api_key: str, api_base: str | None = None) -> stripe.StripeClient:
-    """A client for the Events API; `api_base` points it at stripe-mock or a test server."""
-    return stripe.StripeClient(
-        api_key,
-        base_addresses={"api": api_base} if api_base else None,
-        max_network_retries=NETWORK_RETRIES,
-    )
 
 
 @dataclass
@@ -391,7 +380,7 @@ def backfill_command(since: str, types: tuple[str, ...], restart: bool, stage: s
     try:
         check_window(start, until)
         selected = expand_types(types)
-        events = load_events(stage)
+        events = load_events(stage, current_project())
     except (BackfillError, catalog.UnknownEventType, SettingsError) as error:
         raise click.UsageError(str(error)) from None
     if not events.api_key:
@@ -399,7 +388,7 @@ def backfill_command(since: str, types: tuple[str, ...], restart: bool, stage: s
             "Set STRIPE_API_KEY to a key that can read events (a restricted key with "
             "read access to Events is enough)."
         )
-    client = stripe_client(events.api_key, os.environ.get(API_BASE_VARIABLE) or None)
+    client = stripe_client(events.api_key)
     backfill = Backfill(
         client, events.store, events.publisher, events.settings, payloads=lambda: events.payloads
     )

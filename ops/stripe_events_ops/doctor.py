@@ -21,11 +21,11 @@ import click
 import stripe
 
 from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
-from stripe_events_ops import stages
-from stripe_events_ops.backfill import API_BASE_VARIABLE, stripe_client
+from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
+from stripe_events_ops import project
+from stripe_events_ops.clients import AwsClients, stripe_client
 from stripe_events_ops.endpoint import (
     STAGE_TAG,
-    AwsClients,
     EndpointError,
     endpoint_field,
     error_code,
@@ -39,7 +39,7 @@ from stripe_events_ops.endpoint import (
     recreate_advice,
     wanted_event_types,
 )
-from stripe_events_ops.infra import EVENT_BUS, KEY_SCHEMA, TTL_ATTRIBUTE
+from stripe_events_ops.infra import EVENT_BUS
 
 PASSED = "✓"
 FAILED = "✗"
@@ -110,7 +110,7 @@ class Doctor:
     def settings(self) -> Settings | None:
         # As load_events merges them: the stage's variables over the shell's.
         try:
-            env = {**os.environ, **stages.stage_environment(self.stage)}
+            env = {**os.environ, **project.stage_environment(self.stage, project.current_project())}
         except SettingsError as error:
             raise click.UsageError(str(error)) from None
         try:
@@ -140,7 +140,7 @@ class Doctor:
 
     def app_loads(self) -> None:
         try:
-            stages.load_events(self.stage)
+            project.load_events(self.stage, project.current_project())
         except Exception as error:
             self.report.problem(
                 f"app.py does not load with stage {self.stage}'s settings: {describe(error)}",
@@ -348,7 +348,7 @@ class Doctor:
     # --- Stripe --------------------------------------------------------------------------
 
     def endpoint(self, api_key: str, settings: Settings) -> None:
-        client = stripe_client(api_key, os.environ.get(API_BASE_VARIABLE) or None)
+        client = stripe_client(api_key)
         mode = mode_name(is_live_key(api_key))
         try:
             endpoints = list_endpoints(client)

@@ -15,7 +15,6 @@ fallback by URL adopts an endpoint that was made in the Dashboard.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -26,8 +25,8 @@ import stripe
 
 from stripe_events import secrets as stage_secrets
 from stripe_events.settings import Settings, SettingsError
-from stripe_events_ops.backfill import API_BASE_VARIABLE, stripe_client
-from stripe_events_ops.stages import load_events
+from stripe_events_ops.clients import AwsClients, stripe_client
+from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 
 if TYPE_CHECKING:
     from stripe.params import WebhookEndpointCreateParams, WebhookEndpointUpdateParams
@@ -46,11 +45,8 @@ class EndpointError(click.ClickException):
 
 
 def wanted_event_types() -> tuple[str, ...]:
-    """The types the routers handle, wildcards expanded: what `enabled-events` prints."""
-    # cli imports this module for its commands, so it is imported here, when called.
-    from stripe_events_ops import cli
-
-    return tuple(sorted(cli.subscribers(cli.resource_routers())))
+    """The types the app's functions handle, wildcards expanded: what `enabled-events` prints."""
+    return tuple(sorted(subscribers(routing_app(current_project()))))
 
 
 def pinned_api_version() -> str:
@@ -69,24 +65,6 @@ def is_live_key(api_key: str) -> bool:
 
 def mode_name(live: bool) -> str:
     return "live mode" if live else "test mode"
-
-
-class AwsClients:
-    """The boto3 clients of one command, in the stage's region.
-
-    They give up within seconds, where boto3's defaults wait 60 s to connect and to read.
-    """
-
-    def __init__(self, region: str) -> None:
-        from botocore.config import Config
-
-        self.region = region
-        self.config = Config(connect_timeout=5, read_timeout=15, retries={"mode": "standard"})
-
-    def __call__(self, service: str) -> Any:
-        import boto3
-
-        return boto3.client(service, region_name=self.region, config=self.config)
 
 
 def error_code(error: Exception) -> str:
@@ -304,7 +282,7 @@ class Target:
 
 def load_target(stage: str) -> Target:
     try:
-        events = load_events(stage)
+        events = load_events(stage, current_project())
         settings = events.settings
         if settings.is_local:
             raise click.UsageError(
@@ -333,7 +311,7 @@ def load_target(stage: str) -> Target:
             f"(STRIPE_LIVEMODE), but its API key is a {mode_name(live)} key: that key's "
             "endpoint would send events the webhook refuses. Store the key of the other mode."
         )
-    client = stripe_client(api_key, os.environ.get(API_BASE_VARIABLE) or None)
+    client = stripe_client(api_key)
     return Target(settings, client, AwsClients(settings.region)("ssm"), live)
 
 

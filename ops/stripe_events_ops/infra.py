@@ -29,9 +29,16 @@ from typing import Any
 
 import click
 
-from stripe_events.payloads import EVENTS_FOLDER, STATE_FOLDER
 from stripe_events.settings import LOCAL_BUS, PARTNER_SOURCE_PREFIX, SettingsError
-from stripe_events_ops.stages import PROJECT_DIR, import_app, stage_environment
+from stripe_events.stores.schema import (
+    EVENTS_FOLDER,
+    KEY_SCHEMA,
+    RETENTION_DAYS,
+    STATE_FOLDER,
+    TTL_ATTRIBUTE,
+    table_definition,
+)
+from stripe_events_ops.project import current_project, routing_app, stage_environment
 
 # Chalice's name for the REST API's function: the webhook and the billing route.
 API_HANDLER = "api_handler"
@@ -39,17 +46,11 @@ API_HANDLER = "api_handler"
 # publishes there in every deployed stage.
 EVENT_BUS = "default"
 
-# The ledger, the projections and Powertools' idempotency records share one table.
-KEY_SCHEMA = (("pk", "HASH"), ("sk", "RANGE"))
-# Powertools' DynamoDB idempotency layer writes the records' expiry here (its default).
-TTL_ATTRIBUTE = "expiration"
 # payloads.S3PayloadStore keeps the bodies of oversized events under this prefix, and
 # projected items too large for a DynamoDB item under the other, which never expires.
 BODIES_PREFIX = f"{EVENTS_FOLDER}/"
 STATE_PREFIX = f"{STATE_FOLDER}/"
-# Longer than Stripe's retries (3 days) and its Events API (30 days), which replay and
-# backfill read; the same as the idempotency records' default retention.
-BODY_RETENTION_DAYS = 35
+BODY_RETENTION_DAYS = RETENTION_DAYS
 BODY_RULE_ID = "expire-oversized-event-bodies"
 # SQS keeps messages at most 14 days: the time to notice a failure and replay it.
 DLQ_RETENTION_SECONDS = 14 * 24 * 3600
@@ -148,7 +149,7 @@ class Stage:
         return self.env.get("STRIPE_API_KEY_PARAM", "").strip()
 
 
-def read_config(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+def read_config(project_dir: Path) -> dict[str, Any]:
     config: dict[str, Any] = json.loads((project_dir / CONFIG).read_text(encoding="utf-8"))
     return config
 
@@ -157,25 +158,24 @@ def dump_json(document: Any) -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def load_stage(name: str, project_dir: Path = PROJECT_DIR) -> Stage:
+def load_stage(name: str, project_dir: Path) -> Stage:
     app = read_config(project_dir)["app_name"]
     return Stage(app, name, stage_environment(name, project_dir))
 
 
-def deployed_stages(project_dir: Path = PROJECT_DIR) -> list[Stage]:
+def deployed_stages(project_dir: Path) -> list[Stage]:
     """The stages that run on AWS (not on the local bus)."""
     stages = [load_stage(name, project_dir) for name in read_config(project_dir)["stages"]]
     return [stage for stage in stages if stage.deployed]
 
 
-def event_functions() -> list[str]:
+def event_functions(project_dir: Path) -> list[str]:
     """The names of app.py's @app.on_cw_event functions: one per resource module."""
     from chalice.app import CloudWatchEventConfig
 
-    module = import_app(stage_environment("local"))
     return [
         source.name
-        for source in module.app.event_sources
+        for source in routing_app(project_dir).event_sources
         if isinstance(source, CloudWatchEventConfig)
     ]
 
@@ -449,11 +449,7 @@ def merge_template(functions: Sequence[str]) -> dict[str, Any]:
             "UpdateReplacePolicy": "Retain",
             "Properties": {
                 "TableName": _sub(names.table),
-                "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [
-                    {"AttributeName": key, "AttributeType": "S"} for key, _ in KEY_SCHEMA
-                ],
-                "KeySchema": [{"AttributeName": key, "KeyType": kind} for key, kind in KEY_SCHEMA],
+                **table_definition(),
                 "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
             },
@@ -651,13 +647,13 @@ def _partner_forwarding(names: Names, dlq_arn: dict[str, Any]) -> dict[str, Any]
 # --- infra render: the generated files ----------------------------------------------------
 
 
-def planned_files(project_dir: Path = PROJECT_DIR) -> dict[Path, str]:
+def planned_files(project_dir: Path) -> dict[Path, str]:
     """Every generated file and its content: the merge template, the policy files, the config.
 
     In the config, each deployed stage's `lambda_functions` names each function's policy
     file; entries of functions that no longer exist lose theirs.
     """
-    functions = event_functions()
+    functions = event_functions(project_dir)
     config = read_config(project_dir)
     files = {project_dir / MERGE_TEMPLATE: dump_json(merge_template(functions))}
     for stage in deployed_stages(project_dir):
@@ -676,7 +672,7 @@ def planned_files(project_dir: Path = PROJECT_DIR) -> dict[Path, str]:
     return files
 
 
-def stale_files(project_dir: Path = PROJECT_DIR) -> tuple[dict[Path, str], list[Path]]:
+def stale_files(project_dir: Path) -> tuple[dict[Path, str], list[Path]]:
     """(files whose content differs from the plan, policy files no function uses)."""
     planned = planned_files(project_dir)
     changed = {
@@ -1091,7 +1087,7 @@ def infra_down(stage: Stage, functions: Iterable[str]) -> list[str]:
 
 def _deployed_stage(name: str) -> Stage:
     try:
-        stage = load_stage(name, PROJECT_DIR)
+        stage = load_stage(name, current_project())
     except SettingsError as error:
         raise click.UsageError(str(error)) from None
     if not stage.deployed:
@@ -1118,7 +1114,8 @@ def up_command(stage: str) -> None:
     .chalice/config.json. Run it again after the first `chalice deploy`: it then sends the
     functions' failed events to the dead-letter queue.
     """
-    for line in infra_up(_deployed_stage(stage), PROJECT_DIR, event_functions()):
+    project = current_project()
+    for line in infra_up(_deployed_stage(stage), project, event_functions(project)):
         click.echo(line)
 
 
@@ -1134,7 +1131,7 @@ def down_command(stage: str, yes: bool) -> None:
             "with the ledger and every stored body?",
             abort=True,
         )
-    for line in infra_down(chosen, event_functions()):
+    for line in infra_down(chosen, event_functions(current_project())):
         click.echo(line)
 
 
@@ -1142,10 +1139,11 @@ def down_command(stage: str, yes: bool) -> None:
 @click.option("--check", is_flag=True, help="Change nothing; exit 1 if a file is stale.")
 def render_command(check: bool) -> None:
     """Write infra/merge.json and the per-function policy files from app.py's functions."""
-    changed, unused = stale_files(PROJECT_DIR)
+    project = current_project()
+    changed, unused = stale_files(project)
     for path in [*changed, *unused]:
         verb = "stale" if check else ("deleted" if path in unused else "wrote")
-        click.echo(f"{verb} {path.relative_to(PROJECT_DIR)}")
+        click.echo(f"{verb} {path.relative_to(project)}")
     if not changed and not unused:
         click.echo("the generated files are up to date")
         return

@@ -21,7 +21,7 @@ from stripe_events.errors import PublishFailed
 from stripe_events.ledger import utc_now
 from stripe_events.pattern import matches
 from stripe_events.payloads import PayloadStore, entry_size, shrink
-from stripe_events.store import Store
+from stripe_events.stores import Store
 
 if TYPE_CHECKING:
     from chalice.app import Chalice

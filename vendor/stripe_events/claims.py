@@ -23,7 +23,7 @@ from typing import Any
 
 from stripe_events.context import Context
 from stripe_events.errors import RetryLater
-from stripe_events.store import Claim
+from stripe_events.stores import Claim
 
 
 class ClaimHeld(RetryLater):

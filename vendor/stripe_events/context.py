@@ -13,7 +13,7 @@ from typing import Any
 import stripe
 
 from stripe_events.notifier import Notification, Notifier
-from stripe_events.store import Store
+from stripe_events.stores import Store
 
 NOTIFICATIONS = "notifications"
 # How long a claim (`claims.once_per_object`) is held when the run's deadline is unknown:

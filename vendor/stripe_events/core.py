@@ -2,24 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from chalice.app import IAMAuthorizer
 
-from stripe_events import observability, secrets
+import stripe_events.observability as observability
+import stripe_events.secrets as secrets
 from stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
 from stripe_events.dispatch import Dispatcher
 from stripe_events.notifier import Notifier, open_notifier
 from stripe_events.payloads import PayloadStore, open_payload_store
-from stripe_events.settings import Settings
-from stripe_events.store import Store, open_store
+from stripe_events.settings import Settings, SettingsError
+from stripe_events.stores import Store
 from stripe_events.webhook import webhook_blueprint
 
 if TYPE_CHECKING:
     from chalice.app import CloudWatchEvent
 
     from stripe_events.router import Router
+
+
+def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None = None) -> Store:
+    """The stage's store; `payloads` keeps what a DynamoDB item cannot hold (default: the
+    stage's payload store)."""
+    if settings.is_local:
+        from stripe_events.stores.sqlite import SqliteStore
+
+        return SqliteStore(settings.state_dir / "stripe-events.sqlite3")
+    if not settings.table:
+        raise SettingsError(
+            "STRIPE_EVENTS_TABLE is not set: name the DynamoDB table for the ledger in "
+            ".chalice/config.json, or set STRIPE_EVENTS_BUS=local to use SQLite."
+        )
+    from stripe_events.stores.dynamodb import DynamoStore
+
+    return DynamoStore(
+        settings.table, settings.region, payloads or (lambda: open_payload_store(settings))
+    )
 
 
 class StripeEvents:

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
-from stripe_events import observability
+import stripe_events.observability as observability
 from stripe_events.context import Context
 from stripe_events.envelope import unwrap
 from stripe_events.errors import RetryLater
@@ -23,7 +23,7 @@ from stripe_events.ledger import Outcome, utc_now
 from stripe_events.notifier import Notifier
 from stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
 from stripe_events.router import Handler, Router
-from stripe_events.store import Store
+from stripe_events.stores import Store
 
 log = logging.getLogger("stripe_events.dispatch")
 

@@ -17,11 +17,16 @@ from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
 from stripe_events.settings import Settings
+from stripe_events.stores.schema import (
+    IDEMPOTENCY_PARTITION,
+    PARTITION_KEY,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+)
 
 # A stable key prefix: the default one includes the Lambda function's name, and then a
 # replay from the CLI would not recognise what the function had already done.
 KEY_PREFIX = "stripe-events"
-DYNAMODB_PARTITION = "idempotency"
 
 
 class LocalLambdaContext:
@@ -41,14 +46,15 @@ def open_idempotency(settings: Settings) -> BasePersistenceLayer:
         return SqlitePersistenceLayer(settings.state_dir / "idempotency.sqlite3")
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    from stripe_events.store_dynamodb import FAIL_FAST
+    from stripe_events.stores.dynamodb import FAIL_FAST
 
     # The ledger's table: records live under one partition, keyed by the hashed key.
     return DynamoDBPersistenceLayer(
         table_name=settings.table,
-        key_attr="pk",
-        sort_key_attr="sk",
-        static_pk_value=DYNAMODB_PARTITION,
+        key_attr=PARTITION_KEY,
+        sort_key_attr=SORT_KEY,
+        expiry_attr=TTL_ATTRIBUTE,
+        static_pk_value=IDEMPOTENCY_PARTITION,
         boto_config=FAIL_FAST,
     )
 

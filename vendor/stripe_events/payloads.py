@@ -25,16 +25,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from stripe_events.errors import PublishFailed
 from stripe_events.settings import Settings, SettingsError
+from stripe_events.stores.schema import EVENTS_FOLDER
 
 if TYPE_CHECKING:
     from stripe_events.envelope import Entry, EventHeader
 
 # The key that marks a detail as a reference; no Stripe event has it.
 PAYLOAD_KEY = "stripe_events_payload"
-# Folders of the store. The bucket's lifecycle rule expires event bodies after the
-# idempotency retention; projected items live as long as the item that refers to them.
-EVENTS_FOLDER = "events"
-STATE_FOLDER = "state"
 # EventBridge counts a present Time as this many bytes, whatever its value.
 TIME_BYTES = 14
 # Small top-level fields of the envelope that a reference keeps besides the header:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from stripe_events import catalog
+import stripe_events.catalog as catalog
 from stripe_events.settings import PARTNER_SOURCE_PREFIX
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from stripe_events import catalog
+import stripe_events.catalog as catalog
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "stripe-fixtures3.json"
 API_VERSION = "2025-01-27.acacia"

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stripe_events.stores.schema import RETENTION_DAYS
+
 LOCAL_BUS = "local"
 # Stages whose secrets may sit in plain environment variables: nothing real is at stake.
 PLAIN_SECRET_STAGES = ("local", "test")
@@ -61,7 +63,7 @@ class Settings:
     max_entry_bytes: int = 256 * 1024
     bucket: str = ""
     # Stripe retries for 3 days and lists 30 days of events: keep "done" records longer.
-    idempotency_days: int = 35
+    idempotency_days: int = RETENTION_DAYS
     # Optional: lets modules re-fetch objects, and backfill read the Events API.
     api_key: str = ""
     topic_arn: str = ""  # the SNS topic of notifications, on AWS
@@ -86,7 +88,9 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             max_entry_bytes=_int(env, "STRIPE_EVENTS_MAX_ENTRY_BYTES", 256 * 1024, minimum=1024),
             bucket=env.get("STRIPE_EVENTS_BUCKET", "").strip(),
-            idempotency_days=_int(env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", 35, minimum=35),
+            idempotency_days=_int(
+                env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", RETENTION_DAYS, minimum=RETENTION_DAYS
+            ),
             api_key=env.get("STRIPE_API_KEY", "").strip(),
             topic_arn=env.get("STRIPE_EVENTS_TOPIC_ARN", "").strip(),
             webhook_secret_param=env.get("STRIPE_WEBHOOK_SECRET_PARAM", "").strip(),

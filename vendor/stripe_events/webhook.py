@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalice.app import Blueprint, Request, Response
 
-from stripe_events import observability
+import stripe_events.observability as observability
 from stripe_events.bus import publish_event
 from stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
 from stripe_events.errors import PublishFailed, Rejected
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from stripe_events.bus import Publisher
     from stripe_events.payloads import PayloadStore
     from stripe_events.settings import Settings
-    from stripe_events.store import Store
+    from stripe_events.stores import Store
 
 log = logging.getLogger("stripe_events.webhook")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stripe_events.ledger import LedgerEntry, Outcome
-from stripe_events.store import (
+from stripe_events.stores.base import (
     DONE,
     Claim,
     Store,

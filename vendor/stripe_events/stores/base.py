@@ -1,7 +1,7 @@
 """The store interface: the ledger, and the projections that resource modules keep.
 
-Two implementations: DynamoDB on AWS (store_dynamodb.py) and SQLite in stage
-`local` (store_sqlite.py). `open_store` picks one from the settings.
+Two implementations: DynamoDB on AWS (dynamodb.py) and SQLite in stage `local`
+(sqlite.py). This module never imports them; the caller picks one (core.open_store).
 
 Several functions write at the same moment (EventBridge runs them concurrently), so
 every write that depends on what is stored is one atomic, conditional operation:
@@ -14,14 +14,9 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stripe_events.ledger import LedgerEntry, Outcome
-from stripe_events.settings import Settings, SettingsError
-
-if TYPE_CHECKING:
-    from stripe_events.payloads import PayloadStore
 
 
 class Store(ABC):
@@ -154,23 +149,3 @@ def check_collection(name: str) -> str:
     if not name or "#" in name:
         raise ValueError(f"a collection name must be non-empty and without '#': {name!r}")
     return name
-
-
-def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None = None) -> Store:
-    """The stage's store; `payloads` keeps what a DynamoDB item cannot hold (default: the
-    stage's payload store)."""
-    if settings.is_local:
-        from stripe_events.store_sqlite import SqliteStore
-
-        return SqliteStore(settings.state_dir / "stripe-events.sqlite3")
-    if not settings.table:
-        raise SettingsError(
-            "STRIPE_EVENTS_TABLE is not set: name the DynamoDB table for the ledger in "
-            ".chalice/config.json, or set STRIPE_EVENTS_BUS=local to use SQLite."
-        )
-    from stripe_events.payloads import open_payload_store
-    from stripe_events.store_dynamodb import DynamoStore
-
-    return DynamoStore(
-        settings.table, settings.region, payloads or (lambda: open_payload_store(settings))
-    )

@@ -1,11 +1,4 @@
-"""DynamoDB store for the AWS stages: one table, keys `pk` and `sk`.
-
-pk = "event#<id>"          sk = "event"             the event: type, created, when
-                                                    published and received, its body
-pk = "event#<id>"          sk = "handler#<name>"    one handler's outcome
-pk = "<collection>#<key>"  sk = "item"              a projection item (JSON in `body`)
-pk = "<collection>#<parent>"  sk = "child#<key>"    an item under a parent (JSON in `body`)
-pk = "idempotency"         sk = <hashed key>        Powertools idempotency records
+"""DynamoDB store for the AWS stages: one table, its keys and layout in schema.py.
 
 Conditions need top-level attributes: `order_key` on items written by `put_if_newer`,
 `claim`, `claim_owner` and `lease_until` on claims, `at` on outcomes. An item's JSON
@@ -27,12 +20,11 @@ from botocore.config import Config
 
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.payloads import (
-    STATE_FOLDER,
     PayloadStore,
     load_checked,
     reference,
 )
-from stripe_events.store import (
+from stripe_events.stores.base import (
     CLAIMED,
     DONE,
     Claim,
@@ -41,6 +33,20 @@ from stripe_events.store import (
     claim_item,
     refusal,
 )
+from stripe_events.stores.schema import (
+    CHILD_PREFIX,
+    EVENT_PREFIX,
+    EVENT_SK,
+    HANDLER_PREFIX,
+    ITEM_SK,
+    STATE_FOLDER,
+)
+from stripe_events.stores.schema import (
+    PARTITION_KEY as PK,
+)
+from stripe_events.stores.schema import (
+    SORT_KEY as SK,
+)
 
 # boto3's defaults wait 60 s to connect and to read; a hung table would hold the webhook
 # past Stripe's 10 s. Fail soon instead: the caller answers 503, or Lambda retries.
@@ -48,10 +54,6 @@ FAIL_FAST = Config(
     connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3}
 )
 
-EVENT_SK = "event"
-ITEM_SK = "item"
-HANDLER_PREFIX = "handler#"
-CHILD_PREFIX = "child#"
 # DynamoDB refuses items over 400 KB (names and values); keys and the other attributes
 # take well under the remaining 50 KB.
 MAX_INLINE_BODY_BYTES = 350_000
@@ -59,7 +61,7 @@ NOT_OLDER = "attribute_not_exists(order_key) OR order_key <= :order"
 
 
 def _event_pk(event_id: str) -> dict[str, str]:
-    return {"S": f"event#{event_id}"}
+    return {"S": f"{EVENT_PREFIX}{event_id}"}
 
 
 def _item_pk(collection: str, key: str) -> dict[str, str]:
@@ -108,7 +110,7 @@ class DynamoStore(Store):
         keep_first = ", ".join(f"#f{i} = if_not_exists(#f{i}, :f{i})" for i in range(len(first)))
         self.client.update_item(
             TableName=self.table,
-            Key={"pk": _event_pk(event_id), "sk": {"S": EVENT_SK}},
+            Key={PK: _event_pk(event_id), SK: {"S": EVENT_SK}},
             UpdateExpression=f"SET #type = :type, created = :created, {keep_first}",
             ExpressionAttributeNames={"#type": "type", **names},
             ExpressionAttributeValues={
@@ -134,8 +136,8 @@ class DynamoStore(Store):
 
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
         item = {
-            "pk": _event_pk(event_id),
-            "sk": {"S": HANDLER_PREFIX + handler},
+            PK: _event_pk(event_id),
+            SK: {"S": HANDLER_PREFIX + handler},
             "status": {"S": outcome.status},
             "attempts": {"N": str(outcome.attempts)},
             "at": {"S": outcome.at},
@@ -170,7 +172,7 @@ class DynamoStore(Store):
         paginator = self.client.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table,
-            KeyConditionExpression="pk = :pk",
+            KeyConditionExpression=f"{PK} = :pk",
             ExpressionAttributeValues={":pk": _event_pk(event_id)},
             ConsistentRead=True,
         )
@@ -178,27 +180,27 @@ class DynamoStore(Store):
 
     def outcomes(self, event_id: str) -> dict[str, Outcome]:
         return {
-            item["sk"]["S"].removeprefix(HANDLER_PREFIX): _outcome(item)
+            item[SK]["S"].removeprefix(HANDLER_PREFIX): _outcome(item)
             for item in self._query_event(event_id)
-            if item["sk"]["S"].startswith(HANDLER_PREFIX)
+            if item[SK]["S"].startswith(HANDLER_PREFIX)
         }
 
     def _entry(self, items: list[dict[str, Any]]) -> LedgerEntry | None:
-        events = [i for i in items if i["sk"]["S"] == EVENT_SK]
+        events = [i for i in items if i[SK]["S"] == EVENT_SK]
         if not events:
             return None
         [event] = events
         return LedgerEntry(
-            event["pk"]["S"].removeprefix("event#"),
+            event[PK]["S"].removeprefix(EVENT_PREFIX),
             event["type"]["S"],
             int(event["created"]["N"]),
             _optional(event, "published_at"),
             _optional(event, "received_at"),
             _optional(event, "body"),
             {
-                i["sk"]["S"].removeprefix(HANDLER_PREFIX): _outcome(i)
-                for i in sorted(items, key=lambda i: str(i["sk"]["S"]))
-                if i["sk"]["S"].startswith(HANDLER_PREFIX)
+                i[SK]["S"].removeprefix(HANDLER_PREFIX): _outcome(i)
+                for i in sorted(items, key=lambda i: str(i[SK]["S"]))
+                if i[SK]["S"].startswith(HANDLER_PREFIX)
             },
         )
 
@@ -227,19 +229,21 @@ class DynamoStore(Store):
     def recent(self, limit: int, since: str = "") -> list[LedgerEntry]:
         items = [
             item
-            for item in self._scan("sk = :sk", {":sk": {"S": EVENT_SK}})
+            for item in self._scan(f"{SK} = :sk", {":sk": {"S": EVENT_SK}})
             if _seen_at(item) >= since
         ]
-        items.sort(key=lambda i: (_seen_at(i), i["pk"]["S"]), reverse=True)
-        return self._entries([i["pk"]["S"].removeprefix("event#") for i in items[: max(limit, 0)]])
+        items.sort(key=lambda i: (_seen_at(i), i[PK]["S"]), reverse=True)
+        return self._entries(
+            [i[PK]["S"].removeprefix(EVENT_PREFIX) for i in items[: max(limit, 0)]]
+        )
 
     def failures(self, since: str = "") -> list[LedgerEntry]:
         items = self._scan(
-            "begins_with(sk, :handler) AND #status = :error",
+            f"begins_with({SK}, :handler) AND #status = :error",
             {":handler": {"S": HANDLER_PREFIX}, ":error": {"S": "error"}},
             status="status",
         )
-        ids = sorted({i["pk"]["S"].removeprefix("event#") for i in items})
+        ids = sorted({i[PK]["S"].removeprefix(EVENT_PREFIX) for i in items})
         return [e for e in self._entries(ids) if e.seen_at >= since]
 
     def _body(self, pk: str, item: dict[str, Any]) -> dict[str, Any]:
@@ -254,19 +258,19 @@ class DynamoStore(Store):
 
     def _load(self, item: dict[str, Any]) -> dict[str, Any]:
         if "body_ref" in item:
-            pk = item["pk"]["S"]
+            pk = item[PK]["S"]
             ref = json.loads(item["body_ref"]["S"])
             payloads = self._payload_store(f"item {pk} is kept in the payload store")
             return dict(json.loads(load_checked(ref, payloads, f"item {pk}")))
         return dict(json.loads(item["body"]["S"]))
 
     def _item(self, pk: dict[str, str], sk: str, item: dict[str, Any]) -> dict[str, Any]:
-        return {"pk": pk, "sk": {"S": sk}, **self._body(pk["S"], item)}
+        return {PK: pk, SK: {"S": sk}, **self._body(pk["S"], item)}
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         response = self.client.get_item(
             TableName=self.table,
-            Key={"pk": _item_pk(collection, key), "sk": {"S": ITEM_SK}},
+            Key={PK: _item_pk(collection, key), SK: {"S": ITEM_SK}},
             ConsistentRead=True,
         )
         item = response.get("Item")
@@ -292,7 +296,7 @@ class DynamoStore(Store):
         paginator = self.client.get_paginator("query")
         pages = paginator.paginate(
             TableName=self.table,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :child)",
+            KeyConditionExpression=f"{PK} = :pk AND begins_with({SK}, :child)",
             ExpressionAttributeValues={
                 ":pk": _item_pk(collection, parent),
                 ":child": {"S": CHILD_PREFIX},
@@ -300,7 +304,7 @@ class DynamoStore(Store):
             ConsistentRead=True,
         )
         return {
-            item["sk"]["S"].removeprefix(CHILD_PREFIX): self._load(item)
+            item[SK]["S"].removeprefix(CHILD_PREFIX): self._load(item)
             for page in pages
             for item in page["Items"]
         }
@@ -319,7 +323,7 @@ class DynamoStore(Store):
         # The rule of store.can_take, as one condition.
         taken = self._put_if(
             item,
-            "attribute_not_exists(pk) OR "
+            f"attribute_not_exists({PK}) OR "
             "(#claim = :claimed AND (#owner = :owner OR #lease < :now))",
             {":claimed": {"S": CLAIMED}, ":owner": {"S": owner}, ":now": {"N": f"{now:.6f}"}},
             claim="claim",
@@ -338,26 +342,8 @@ class DynamoStore(Store):
         with contextlib.suppress(self.client.exceptions.ConditionalCheckFailedException):
             self.client.delete_item(
                 TableName=self.table,
-                Key={"pk": _item_pk(collection, key), "sk": {"S": ITEM_SK}},
+                Key={PK: _item_pk(collection, key), SK: {"S": ITEM_SK}},
                 ConditionExpression="#claim = :claimed AND #owner = :owner",
                 ExpressionAttributeNames={"#claim": "claim", "#owner": "claim_owner"},
                 ExpressionAttributeValues={":claimed": {"S": CLAIMED}, ":owner": {"S": owner}},
             )
-
-
-def create_table(table: str, region: str) -> None:
-    """Create the table (on-demand). Used by tests; deployments create it as infrastructure."""
-    client = boto3.client("dynamodb", region_name=region)
-    client.create_table(
-        TableName=table,
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    client.get_waiter("table_exists").wait(TableName=table)

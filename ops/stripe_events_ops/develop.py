@@ -1,0 +1,121 @@
+"""Commands for working on the app locally: serve it, send it events, read its outbox,
+and see which of Stripe's event types it handles."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+
+import click
+
+from stripe_events import catalog, samples
+from stripe_events.notifier import OutboxNotifier
+from stripe_events.signature import expected_signature
+from stripe_events_ops.options import handled, stage_events, stage_option
+from stripe_events_ops.project import current_project
+
+DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
+
+
+@click.command(name="run")
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to serve on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@stage_option
+def run_local(host: str, port: int, stage: str) -> None:
+    """Serve the app, as `chalice local --no-autoreload` does, taking bursts of deliveries."""
+    from stripe_events_ops.local_server import serve
+
+    serve(current_project(), stage, host, port)
+
+
+@click.command()
+@click.argument("event_type")
+@click.option("--url", default=DEFAULT_URL, show_default=True, help="The webhook to post to.")
+@stage_option
+def send(event_type: str, url: str, stage: str) -> None:
+    """Sign a realistic EVENT_TYPE event with the stage's secret and POST it to the webhook."""
+    try:
+        catalog.expand(event_type)
+    except catalog.UnknownEventType as error:
+        raise click.UsageError(str(error)) from None
+    if "*" in event_type:
+        raise click.UsageError("send takes one event type, not a pattern")
+    settings = stage_events(stage).settings
+    if not settings.webhook_secrets:
+        raise click.UsageError(f"stage {stage!r} sets no STRIPE_WEBHOOK_SECRET to sign with")
+    event = samples.sample_event(event_type, livemode=bool(settings.livemode))
+    body = samples.encode(event)
+    timestamp = int(time.time())
+    signature = expected_signature(body, timestamp, settings.webhook_secrets[0])
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": f"t={timestamp},v1={signature}",
+        },
+    )
+    click.echo(f"POST {url}  {event_type}  {event['id']}  ({len(body)} bytes)")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, answer = response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        status, answer = error.code, error.read().decode()
+    except urllib.error.URLError as error:
+        raise click.ClickException(
+            f"cannot reach {url}: {error.reason}. Is the app running (`make run`)?"
+        ) from None
+    click.echo(f"{status} {answer}")
+    if not 200 <= status < 300:
+        sys.exit(1)
+
+
+@click.command(name="catalog")
+@click.option("--subscribed", is_flag=True, help="Only the types the app handles.")
+def show_catalog(subscribed: bool) -> None:
+    """List Stripe's event types by resource; '*' marks those the app handles."""
+    functions = handled()
+    for resource, types in sorted(catalog.by_resource().items()):
+        shown = [t for t in types if t in functions or not subscribed]
+        if not shown:
+            continue
+        click.echo(f"{resource}")
+        for event_type in shown:
+            if event_type in functions:
+                click.echo(f"  * {event_type}  -> {', '.join(functions[event_type])}")
+            else:
+                click.echo(f"    {event_type}")
+    if not subscribed:
+        click.echo(f"\n{len(functions)} of {len(catalog.event_types())} types handled (*)")
+
+
+@click.command(name="enabled-events")
+def enabled_events() -> None:
+    """Print the event types to enable on the Stripe endpoint, one per line."""
+    for event_type in sorted(handled()):
+        click.echo(event_type)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+def outbox(as_json: bool, limit: int) -> None:
+    """Notifications the handlers sent in stage local, newest first."""
+    notifier = stage_events("local").notifier
+    if not isinstance(notifier, OutboxNotifier):
+        raise click.UsageError("the outbox exists in stage local only; on AWS, see the SNS topic")
+    sent = notifier.sent(limit)
+    if as_json:
+        click.echo(json.dumps([asdict(n) for n in sent], indent=2))
+        return
+    if not sent:
+        click.echo("The outbox is empty: no handler has sent a notification yet.")
+    for n in sent:
+        customer = f"  customer {n.customer}" if n.customer else ""
+        click.echo(f"{n.at}  {n.kind}{customer}  {n.subject}")
+        click.echo(f"    {json.dumps(n.message, sort_keys=True)}")

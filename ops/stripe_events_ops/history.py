@@ -1,0 +1,127 @@
+"""Commands on the ledger: what happened to each event, what is failing, and replay."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from stripe_events.bus import publish_event
+from stripe_events.core import StripeEvents
+from stripe_events.envelope import parse_event, to_entry
+from stripe_events.errors import PublishFailed
+from stripe_events.ledger import LedgerEntry
+from stripe_events_ops.clients import stripe_client
+from stripe_events_ops.options import iso_since, since_option, stage_events, stage_option
+
+
+def echo_entries(entries: list[LedgerEntry], as_json: bool, empty: str) -> None:
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(empty)
+        return
+    for entry in entries:
+        published = "" if entry.published_at is None else f"  published {entry.published_at}"
+        click.echo(f"{entry.seen_at}  {entry.id}  {entry.type}{published}")
+        for name, o in entry.handlers.items():
+            detail = f"  {o.error_type}: {o.error} (at {o.at})" if o.status == "error" else ""
+            click.echo(f"    {name}: {o.status} (attempts {o.attempts}){detail}")
+        if not entry.handlers:
+            click.echo("    (no handler has run for it)")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@since_option("Only events seen since then.")
+@stage_option
+def ledger(as_json: bool, limit: int, since: str | None, stage: str) -> None:
+    """Recent events and the status of each handler, newest first."""
+    entries = stage_events(stage).store.recent(limit, since=iso_since(since))
+    echo_entries(entries, as_json, "The ledger is empty: no event has been seen yet.")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@since_option("Only events seen since then.")
+@stage_option
+def failures(as_json: bool, since: str | None, stage: str) -> None:
+    """Events with a handler that is failing now: its error, attempts and time."""
+    entries = stage_events(stage).store.failures(since=iso_since(since))
+    echo_entries(entries, as_json, "No handler is failing.")
+    if entries and not as_json:
+        click.echo(
+            f"\n{len(entries)} event(s) failing. Fix the cause, then: stripe-events replay --failed"
+        )
+
+
+def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
+    """Publish the event again from its body; the handlers that completed are skipped."""
+    body = entry.body
+    if body is None and events.api_key:
+        # The same client as backfill's: STRIPE_API_BASE applies, and JSON as Stripe sent it.
+        client = stripe_client(events.api_key)
+        fetched = client.v1.events.retrieve(entry.id)
+        body = json.dumps(fetched.to_dict(for_json=True))
+    if body is None:
+        click.echo(
+            f"{entry.id}: no body in the ledger (no function received it); set "
+            "STRIPE_API_KEY to fetch it from Stripe, or use `stripe-events backfill`"
+        )
+        return False
+    header = parse_event(body, None)
+    entry_to_publish = to_entry(body, header, events.settings)
+    try:
+        publish_event(
+            entry_to_publish,
+            header,
+            events.publisher,
+            events.store,
+            lambda: events.payloads,
+            events.settings.max_entry_bytes,
+        )
+    except PublishFailed as error:
+        click.echo(f"{entry.id}: not published: {error}")
+        return False
+    after = events.store.event(entry.id) or entry
+    statuses = ", ".join(f"{n} {o.status}" for n, o in after.handlers.items()) or "published"
+    click.echo(f"{entry.id}  {entry.type}: {statuses}")
+    return True
+
+
+@click.command()
+@click.argument("event_id", required=False)
+@click.option("--failed", is_flag=True, help="Replay every event with a failing handler.")
+@since_option("With --failed: only events seen since then.")
+@stage_option
+def replay(event_id: str | None, failed: bool, since: str | None, stage: str) -> None:
+    """Dispatch EVENT_ID (or every failing event) again from the ledger.
+
+    The event is published again, on the stage's bus; handlers that already completed
+    for it are skipped, so only what failed (or never ran) runs.
+    """
+    if (event_id is None) == (not failed):
+        raise click.UsageError("give an EVENT_ID or --failed (not both)")
+    if since is not None and not failed:
+        raise click.UsageError("--since goes with --failed")
+    events = stage_events(stage)
+    if event_id is not None:
+        entry = events.store.event(event_id)
+        if entry is None:
+            raise click.ClickException(
+                f"{event_id} is not in the ledger. For events that never arrived, use "
+                "`stripe-events backfill`."
+            )
+        entries = [entry]
+    else:
+        entries = list(reversed(events.store.failures(since=iso_since(since))))
+        if not entries:
+            click.echo("No handler is failing: nothing to replay.")
+            return
+    replayed = sum(replay_one(events, entry) for entry in entries)
+    click.echo(f"replayed {replayed} of {len(entries)} event(s)")
+    if replayed < len(entries):
+        sys.exit(1)

@@ -1,0 +1,130 @@
+"""The project the command works on: its stages as Chalice merges them, its app, its routes.
+
+The project is the folder with `.chalice/config.json`: the current directory or the
+nearest one above it, or the one `--project` names. Nothing here depends on where this
+package is installed, so the command works the same from a checkout or from a wheel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from stripe_events import catalog
+from stripe_events.pattern import matches
+from stripe_events.settings import SettingsError
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from stripe_events.core import StripeEvents
+
+CONFIG = Path(".chalice") / "config.json"
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: the current one) with a Chalice config."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG).is_file():
+            return folder
+    raise SettingsError(
+        f"no Chalice project here: neither {here} nor a folder above it has {CONFIG}. "
+        "Run the command in your project, or name it with --project."
+    )
+
+
+def current_project() -> Path:
+    """The project of the running command: its --project, else the one around the cwd."""
+    context = click.get_current_context(silent=True)
+    chosen = context.find_root().obj if context is not None else None
+    return Path(chosen) if chosen else find_project()
+
+
+def stage_environment(stage: str, project: Path) -> dict[str, str]:
+    """The environment variables Chalice gives `stage`: the top level, then the stage's own."""
+    path = project / CONFIG
+    config = json.loads(path.read_text(encoding="utf-8"))
+    stages = config.get("stages", {})
+    if stage not in stages:
+        raise SettingsError(f"{path} has no stage {stage!r}; it has: {', '.join(stages)}")
+    env: dict[str, str] = dict(config.get("environment_variables", {}))
+    env.update(stages[stage].get("environment_variables", {}))
+    return env
+
+
+@contextmanager
+def patched_environ(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def import_app(env: dict[str, str], project: Path) -> ModuleType:
+    """A fresh import of the project's app.py with `env` set: its settings are read at import."""
+    with patched_environ(env):
+        sys.modules.pop("app", None)
+        if str(project) not in sys.path:
+            sys.path.insert(0, str(project))
+        return importlib.import_module("app")
+
+
+def load_app(stage: str, project: Path) -> ModuleType:
+    """The project's app.py as `stage` configures it.
+
+    As in `chalice local`, the stage's variables win over the shell's; a relative state
+    directory is taken from the project, wherever the command runs.
+    """
+    env = {**os.environ, **stage_environment(stage, project)}
+    state_dir = Path(env.get("STRIPE_EVENTS_STATE_DIR") or ".state")
+    env["STRIPE_EVENTS_STATE_DIR"] = str(project / state_dir)  # no-op when absolute
+    return import_app(env, project)
+
+
+def load_events(stage: str, project: Path) -> StripeEvents:
+    """The app's StripeEvents as `stage` configures it: its settings, store and publisher."""
+    events: StripeEvents = load_app(stage, project).events
+    return events
+
+
+def routing_app(project: Path) -> Any:
+    """The project's Chalice app, loaded to read its functions and their rules.
+
+    Those are the same in every stage, so it loads under `local` when the project has
+    that stage (it needs no secret store), else under its first stage.
+    """
+    config = json.loads((project / CONFIG).read_text(encoding="utf-8"))
+    stages = list(config.get("stages", {})) or ["dev"]
+    stage = "local" if "local" in stages else stages[0]
+    return load_app(stage, project).app
+
+
+def subscribers(app: Any) -> dict[str, list[str]]:
+    """Event type -> the app's functions that EventBridge would run for it.
+
+    Read from the app's own rules (its `on_cw_event` patterns), as the local bus matches
+    them: whatever module a router lives in, the app says what it handles.
+    """
+    from chalice.app import CloudWatchEventConfig
+
+    result: dict[str, list[str]] = {}
+    sources = [s for s in app.event_sources if isinstance(s, CloudWatchEventConfig)]
+    for event_type in catalog.event_types():
+        for source in sources:
+            # A rule without detail-type (a router of "*") takes every type.
+            types = {k: v for k, v in source.event_pattern.items() if k == "detail-type"}
+            if matches(types, {"detail-type": event_type}):
+                result.setdefault(event_type, []).append(source.name)
+    return result

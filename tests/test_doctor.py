@@ -18,10 +18,13 @@ from click.testing import CliRunner, Result
 from stripe._http_client import HTTPClient
 
 from stripe_events.settings import LOCAL_SECRET
-from stripe_events_ops import doctor, infra
+from stripe_events_ops import doctor
 from stripe_events_ops.doctor import doctor_command
 from stripe_events_ops.endpoint import STAGE_TAG, wanted_event_types
+from stripe_events_ops.template import Names
+from tests import stage_resources
 from tests.conftest import REGION
+from tests.stage_resources import topic_arn
 from tests.test_endpoint import (
     OLD_VERSION,
     URL,
@@ -73,37 +76,29 @@ def fake() -> Iterator[FakeStripe]:
 
 
 @pytest.fixture(scope="module")
-def names(moto_url: str) -> Iterator[infra.Names]:
+def names(moto_url: str) -> Iterator[Names]:
     """Stage dev's table, bucket and topic, for this module; removed at its end.
 
     The moto server serves the whole session, and test_infra expects to create them.
     """
     account = client("sts").get_caller_identity()["Account"]
-    names = infra.Names(PREFIX, account)
+    names = Names(PREFIX, account)
     try:
         yield names
     finally:
-        infra.delete_table(client("dynamodb"), names.table)
-        infra.delete_bucket(client("s3"), names.bucket)
-        infra.delete_topic(client("sns"), names.topic, topic_arn(names))
-
-
-def topic_arn(names: infra.Names) -> str:
-    return f"arn:aws:sns:{REGION}:{names.account}:{names.topic}"
+        stage_resources.delete_resources(names)
 
 
 @pytest.fixture
-def setup(names: infra.Names, monkeypatch: pytest.MonkeyPatch, fake: FakeStripe) -> Iterator[Setup]:
+def setup(names: Names, monkeypatch: pytest.MonkeyPatch, fake: FakeStripe) -> Iterator[Setup]:
     """A complete stage dev: what `infra up` and `endpoint sync` leave behind."""
     with dev_stage(monkeypatch, fake) as stage:
         assert stage.env["STRIPE_EVENTS_TABLE"] == names.table
         assert stage.env["STRIPE_EVENTS_BUCKET"] == names.bucket
         assert stage.env["STRIPE_EVENTS_TOPIC_ARN"] == topic_arn(names)
-        # infra's own helpers create, or repair what the previous test broke: TTL on
-        # `expiration`, point-in-time recovery, a deleted table, bucket or topic.
-        infra.ensure_table(client("dynamodb"), names.table)
-        infra.ensure_bucket(client("s3"), names.bucket, REGION)
-        infra.ensure_topic(client("sns"), names.topic, topic_arn(names))
+        # Create, or repair what the previous test broke: TTL on `expiration`,
+        # point-in-time recovery, a deleted table, bucket or topic.
+        stage_resources.ensure_resources(names)
         stage.put_secret(SECRET)
         endpoint = fake.add(URL, list(wanted_event_types()), stage="dev")
         yield Setup(stage, fake, endpoint)
@@ -171,7 +166,7 @@ def _types(setup: Setup, change: Callable[[list[str]], list[str]]) -> None:
 # name -> (break one thing, the one problem line it must give)
 BREAKS: dict[str, tuple[Callable[[Setup], object], str]] = {
     "missing table": (
-        lambda s: infra.delete_table(client("dynamodb"), s.table),
+        lambda s: stage_resources.delete_table(Names(PREFIX, s.stage.account)),
         f"✗ table {PREFIX} does not exist — {INFRA}",
     ),
     "no TTL": (
@@ -190,7 +185,7 @@ BREAKS: dict[str, tuple[Callable[[Setup], object], str]] = {
         f"restored — {INFRA}",
     ),
     "missing bucket": (
-        lambda s: infra.delete_bucket(client("s3"), s.bucket),
+        lambda s: stage_resources.delete_bucket(Names(PREFIX, s.stage.account)),
         f"✗ bucket {PREFIX}-bodies-123456789012 does not exist — {INFRA}",
     ),
     "missing topic": (
@@ -282,7 +277,7 @@ def line_count(result: Result) -> str:
 
 
 def test_the_checks_do_not_hide_each_other(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
-    infra.delete_table(client("dynamodb"), setup.table)
+    stage_resources.delete_table(Names(PREFIX, setup.stage.account))
     client("ssm").delete_parameter(Name=setup.stage.secret_param)
     setup.endpoint.update(status="disabled")
 

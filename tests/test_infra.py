@@ -7,6 +7,7 @@ import json
 import os
 import zipfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +22,27 @@ from stripe_events.settings import Settings
 from stripe_events.stores.dynamodb import DynamoStore
 from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops.infra import (
+    MERGE_TEMPLATE,
+    STAGE_VARIABLES,
+    StackFailed,
+    infra_group,
+    stale_files,
+    wait_for_stack,
+)
+from stripe_events_ops.project import CONFIG, deployed_stages, event_functions, read_config
+from stripe_events_ops.template import (
     API_HANDLER,
     BODIES_PREFIX,
-    BODY_RETENTION_DAYS,
     DLQ_RETENTION_SECONDS,
     EVENT_BUS,
-    MERGE_TEMPLATE,
     STATE_PREFIX,
     Names,
-    deployed_stages,
-    event_functions,
     file_policy,
-    infra_group,
+    merge_template,
     policy_file,
     policy_problems,
-    read_config,
     stack_policy,
-    stale_files,
+    stage_stack_template,
 )
 from tests.conftest import REGION
 from tests.helpers import ROOT
@@ -227,7 +232,7 @@ def invoke(*args: str, input: str | None = None) -> Result:
 
 
 def deploy_fake_function(name: str) -> None:
-    """A function with the name `chalice deploy` would give it, for `up` to wire."""
+    """A function with the name `chalice deploy` would give it, for `up` to find."""
     role = boto3.client("iam").create_role(
         RoleName=unique("role"),
         AssumeRolePolicyDocument=json.dumps(
@@ -255,8 +260,7 @@ def deploy_fake_function(name: str) -> None:
     )
 
 
-def test_up_creates_the_resources_and_down_removes_them(project: Path) -> None:
-    stage_env = read_config(project)["stages"]["dev"]["environment_variables"]
+def test_up_deploys_the_stages_stack_and_down_deletes_it(project: Path) -> None:
     prefix = f"{read_config(project)['app_name']}-dev"
     account = boto3.client("sts").get_caller_identity()["Account"]
     names = Names(prefix, account)
@@ -265,26 +269,26 @@ def test_up_creates_the_resources_and_down_removes_them(project: Path) -> None:
     first = invoke("up", "--stage", "dev")
     assert first.exit_code == 0, first.output
     lines = first.output.splitlines()
-    assert lines[:4] == [
-        f"created table {names.table} (keys pk, sk; on demand; TTL on {TTL_ATTRIBUTE}; "
-        "point-in-time recovery)",
-        f"created bucket {names.bucket} (encrypted, public access blocked, bodies under "
-        f"{BODIES_PREFIX} expire after {BODY_RETENTION_DAYS} days)",
-        f"created topic {names.topic}",
-        f"created queue {names.queue} (keeps messages for 14 days)",
-    ]
-    assert f"parameter {names.webhook_secret_param} is missing" in first.output
-    assert f"function {names.function('customers')}: its failed events now go to" in first.output
+    assert lines[0] == f"creating stack {prefix}"
+    assert f"  {prefix} (AWS::CloudFormation::Stack): CREATE_COMPLETE" in lines  # progress
+    assert f"stack {prefix}: CREATE_COMPLETE" in lines
+    assert f"failed events of customers go to the dead-letter queue {names.queue}" in lines
     others = [f for f in FUNCTIONS if f != "customers"]
     assert f"functions not deployed yet: {', '.join(others)};" in first.output
+    assert f"parameter {names.webhook_secret_param} is missing" in first.output
+    # The stack is the stage's template, with the deployed function's destination.
+    cloudformation = boto3.client("cloudformation")
+    deployed = cloudformation.get_template(StackName=prefix)["TemplateBody"]
+    assert json.loads(json.dumps(deployed)) == stage_stack_template(["customers"])
 
     config = read_config(project)["stages"]["dev"]["environment_variables"]
     topic_arn = f"arn:aws:sns:{REGION}:{account}:{names.topic}"
-    assert config["STRIPE_EVENTS_BUCKET"] == names.bucket
+    assert (config["STRIPE_EVENTS_TABLE"], config["STRIPE_EVENTS_BUCKET"]) == (
+        names.table,
+        names.bucket,
+    )
     assert config["STRIPE_EVENTS_TOPIC_ARN"] == topic_arn
-    assert {k: v for k, v in config.items() if not k.startswith("STRIPE_EVENTS_")} == {
-        k: v for k, v in stage_env.items() if not k.startswith("STRIPE_EVENTS_")
-    }
+    assert f"{CONFIG}: stage dev: STRIPE_EVENTS_BUCKET = {names.bucket}" in lines
     assert_resources(names, topic_arn)
     assert_the_app_works_on_them(names, topic_arn)
 
@@ -293,73 +297,103 @@ def test_up_creates_the_resources_and_down_removes_them(project: Path) -> None:
     ssm.put_parameter(Name=names.api_key_param, Type="String", Value="sk_test_x")
     second = invoke("up", "--stage", "dev")
     assert second.exit_code == 0, second.output
-    assert second.output.splitlines()[:7] == [
-        f"table {names.table} exists",
-        f"bucket {names.bucket} exists",
-        f"topic {names.topic} exists",
-        f"queue {names.queue} exists",
-        f"parameter {names.webhook_secret_param} exists",
-        f"parameter {names.api_key_param} is a String: store a Stripe API key as a SecureString",
-        f"function {names.function('customers')} sends its failed events to the dead-letter queue",
+    assert second.output.splitlines()[:2] == [
+        f"stack {prefix} is up to date",
+        f"failed events of customers go to the dead-letter queue {names.queue}",
     ]
+    assert f"parameter {names.webhook_secret_param} exists" in second.output
+    assert (
+        f"parameter {names.api_key_param} is a String: store a Stripe API key as a SecureString"
+        in second.output
+    )
     assert "config.json" not in second.output  # nothing to change the second time
 
     down = invoke("down", "--stage", "dev", "--yes")
     assert down.exit_code == 0, down.output
-    assert down.output.splitlines() == [
-        f"function {names.function('customers')}: removed its on-failure destination",
-        f"deleted queue {names.queue}",
-        f"deleted topic {names.topic}",
-        f"deleted bucket {names.bucket} (1 object(s))",
-        f"deleted table {names.table}",
+    assert down.output.splitlines()[:2] == [
+        f"emptied bucket {names.bucket} (1 object(s))",
+        f"deleting stack {prefix}",
     ]
+    assert down.output.splitlines()[-1] == f"stack {prefix}: DELETE_COMPLETE"
+    assert names.table not in boto3.client("dynamodb").list_tables()["TableNames"]
     again = invoke("down", "--stage", "dev", "--yes")
-    assert again.exit_code == 0, again.output
-    assert again.output.splitlines() == [
-        f"queue {names.queue} does not exist",
-        f"topic {names.topic} does not exist",
-        f"bucket {names.bucket} does not exist",
-        f"table {names.table} does not exist",
-    ]
+    assert (again.exit_code, again.output) == (0, f"stack {prefix} does not exist\n")
     back = invoke("up", "--stage", "dev")
     assert back.exit_code == 0, back.output
-    assert back.output.startswith(f"created table {names.table} ")
+    assert back.output.startswith(f"creating stack {prefix}\n")
     assert invoke("down", "--stage", "dev", "--yes").exit_code == 0
 
 
+def test_the_stage_stack_is_the_merge_templates_resources() -> None:
+    # One definition: the quick path's stack holds the production template's resources,
+    # which it deletes with the stack, and only deployed functions' destinations.
+    merged = merge_template(FUNCTIONS)["Resources"]
+    stack = stage_stack_template(["customers"])["Resources"]
+    for logical in ("Table", "BodiesBucket", "NotificationsTopic", "DeadLetterQueue"):
+        kept = {k: v for k, v in merged[logical].items() if not k.endswith("Policy")}
+        assert stack[logical] == kept, logical
+        assert merged[logical].get("DeletionPolicy", "Retain") == "Retain"
+    invoke_configs = {k for k, v in stack.items() if v["Type"] == "AWS::Lambda::EventInvokeConfig"}
+    assert invoke_configs == {"CustomersEventInvokeConfig"}
+    config = stack["CustomersEventInvokeConfig"]["Properties"]
+    assert config["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-customers"}
+    assert config == {**merged["CustomersEventInvokeConfig"]["Properties"], **config}
+    assert set(stage_stack_template([])["Outputs"]) == set(STAGE_VARIABLES.values()) | {
+        "DeadLetterQueueUrl"
+    }
+
+
+def test_a_failed_stack_says_which_resource_failed_and_why() -> None:
+    class Failing:
+        def __init__(self) -> None:
+            self.polls = 0
+
+        def describe_stacks(self, StackName: str) -> dict[str, Any]:
+            self.polls += 1
+            status = "CREATE_IN_PROGRESS" if self.polls < 2 else "ROLLBACK_COMPLETE"
+            return {"Stacks": [{"StackStatus": status}]}
+
+        def get_paginator(self, name: str) -> Any:
+            event = {
+                "EventId": "1",
+                "Timestamp": datetime(2026, 1, 1, tzinfo=UTC),
+                "LogicalResourceId": "BodiesBucket",
+                "ResourceType": "AWS::S3::Bucket",
+                "ResourceStatus": "CREATE_FAILED",
+                "ResourceStatusReason": "stripe-events-dev-bodies-1 already exists",
+            }
+
+            class Pages:
+                def paginate(self, StackName: str) -> list[dict[str, Any]]:
+                    return [{"StackEvents": [event]}]
+
+            return Pages()
+
+    printed: list[str] = []
+    with pytest.raises(StackFailed) as failed:
+        wait_for_stack(Failing(), "stripe-events-dev", None, printed.append, lambda s: None)
+    assert printed == [
+        "  BodiesBucket (AWS::S3::Bucket): CREATE_FAILED: stripe-events-dev-bodies-1 already exists"
+    ]
+    assert str(failed.value.message) == (
+        "stack stripe-events-dev ended ROLLBACK_COMPLETE: BodiesBucket: "
+        "stripe-events-dev-bodies-1 already exists"
+    )
+
+
 def assert_resources(names: Names, topic_arn: str) -> None:
+    """What the stack made, as far as moto's CloudFormation makes it (the template's other
+    settings, such as TTL, are checked in the template and by cfn-lint)."""
     dynamodb = boto3.client("dynamodb")
     table = dynamodb.describe_table(TableName=names.table)["Table"]
     assert tuple((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]) == KEY_SCHEMA
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    ttl = dynamodb.describe_time_to_live(TableName=names.table)["TimeToLiveDescription"]
-    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", TTL_ATTRIBUTE)
-    backups = dynamodb.describe_continuous_backups(TableName=names.table)
-    pitr = backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]
-    assert pitr["PointInTimeRecoveryStatus"] == "ENABLED"
-
-    s3 = boto3.client("s3")
-    block = s3.get_public_access_block(Bucket=names.bucket)["PublicAccessBlockConfiguration"]
-    assert all(block.values()) and len(block) == 4
-    [rule] = s3.get_bucket_encryption(Bucket=names.bucket)["ServerSideEncryptionConfiguration"][
-        "Rules"
-    ]
-    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
-    [lifecycle] = s3.get_bucket_lifecycle_configuration(Bucket=names.bucket)["Rules"]
-    assert lifecycle["Status"] == "Enabled"
-    assert lifecycle["Filter"]["Prefix"] == BODIES_PREFIX
-    assert lifecycle["Expiration"]["Days"] >= 35
-
+    assert boto3.client("s3").head_bucket(Bucket=names.bucket)
     assert boto3.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     assert attributes["MessageRetentionPeriod"] == str(DLQ_RETENTION_SECONDS)
-    invoke_config = boto3.client("lambda").get_function_event_invoke_config(
-        FunctionName=names.function("customers")
-    )
-    assert invoke_config["MaximumRetryAttempts"] == 2
-    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == attributes["QueueArn"]
 
 
 def assert_the_app_works_on_them(names: Names, topic_arn: str) -> None:

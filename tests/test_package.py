@@ -24,21 +24,20 @@ from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
 from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 
 from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
-from stripe_events_ops.infra import (
+from stripe_events_ops.infra import MERGE_TEMPLATE
+from stripe_events_ops.project import Stage, deployed_stages, event_functions
+from stripe_events_ops.template import (
     API_HANDLER,
     ASYNC_RETRY,
     BODIES_PREFIX,
     BODY_RETENTION_DAYS,
-    MERGE_TEMPLATE,
     RULE_RETRY,
     Names,
-    Stage,
     cfn_name,
     cfn_role_name,
-    deployed_stages,
-    event_functions,
     policy_problems,
     stack_policy,
+    stage_stack_template,
 )
 from tests.helpers import ROOT
 
@@ -137,6 +136,10 @@ def lint_problems(template: dict[str, Any]) -> list[str]:
 
 def test_cfn_lint_finds_no_problem(sam: dict[str, Any]) -> None:
     assert lint_problems(sam) == []
+
+
+def test_cfn_lint_finds_no_problem_in_the_stack_infra_up_deploys() -> None:
+    assert lint_problems(stage_stack_template(FUNCTIONS)) == []
 
 
 def test_cfn_lint_does_check_the_merged_resources(sam: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ from stripe_events_ops.endpoint import (
     recreate_advice,
     wanted_event_types,
 )
-from stripe_events_ops.infra import EVENT_BUS
+from stripe_events_ops.template import EVENT_BUS
 
 PASSED = "✓"
 FAILED = "✗"

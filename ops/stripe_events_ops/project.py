@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import click
 
 from stripe_events import catalog
 from stripe_events.pattern import matches
-from stripe_events.settings import SettingsError
+from stripe_events.settings import LOCAL_BUS, SettingsError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -105,8 +106,7 @@ def routing_app(project: Path) -> Any:
     Those are the same in every stage, so it loads under `local` when the project has
     that stage (it needs no secret store), else under its first stage.
     """
-    config = json.loads((project / CONFIG).read_text(encoding="utf-8"))
-    stages = list(config.get("stages", {})) or ["dev"]
+    stages = list(read_config(project).get("stages", {})) or ["dev"]
     stage = "local" if "local" in stages else stages[0]
     return load_app(stage, project).app
 
@@ -128,3 +128,55 @@ def subscribers(app: Any) -> dict[str, list[str]]:
             if matches(types, {"detail-type": event_type}):
                 result.setdefault(event_type, []).append(source.name)
     return result
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of .chalice/config.json, with the environment Chalice gives its functions."""
+
+    app: str
+    name: str
+    env: dict[str, str]
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.app}-{self.name}"
+
+    @property
+    def deployed(self) -> bool:
+        return self.env.get("STRIPE_EVENTS_BUS", "").strip() != LOCAL_BUS
+
+    @property
+    def webhook_secret_param(self) -> str:
+        return self.env.get("STRIPE_WEBHOOK_SECRET_PARAM", "").strip()
+
+    @property
+    def api_key_param(self) -> str:
+        return self.env.get("STRIPE_API_KEY_PARAM", "").strip()
+
+
+def read_config(project: Path) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((project / CONFIG).read_text(encoding="utf-8"))
+    return config
+
+
+def load_stage(name: str, project: Path) -> Stage:
+    app = read_config(project)["app_name"]
+    return Stage(app, name, stage_environment(name, project))
+
+
+def deployed_stages(project: Path) -> list[Stage]:
+    """The stages that run on AWS (not on the local bus)."""
+    stages = [load_stage(name, project) for name in read_config(project)["stages"]]
+    return [stage for stage in stages if stage.deployed]
+
+
+def event_functions(project: Path) -> list[str]:
+    """The names of app.py's @app.on_cw_event functions: one per resource module."""
+    from chalice.app import CloudWatchEventConfig
+
+    return [
+        source.name
+        for source in routing_app(project).event_sources
+        if isinstance(source, CloudWatchEventConfig)
+    ]

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e .
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e '.[ops]'
 	@touch $@
 
 run: $(STAMP)

@@ -1,11 +1,14 @@
-"""Shared test helpers: load the app under a given environment, sign and post events."""
+"""Shared test helpers: load the app under a given environment, sign and post events.
+
+The handler kit users have (`event_of`, `module_context`, …) is the runtime's own:
+stripe_events.testing, which the tests import as users do.
+"""
 
 from __future__ import annotations
 
 import copy
 import importlib
 import json
-import logging
 import pkgutil
 import threading
 import time
@@ -22,15 +25,8 @@ import pytest
 import stripe
 
 from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher
-from stripe_events.idempotency_sqlite import SqlitePersistenceLayer
-from stripe_events.notifier import Notification, OutboxNotifier
-from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import HandlerFunc, Router
-from stripe_events.stores import Store
 from stripe_events.stores.schema import table_definition
-from stripe_events.stores.sqlite import SqliteStore
 from stripe_events_ops.project import import_app, stage_environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,16 +64,6 @@ def signed_headers(body: bytes, secret: str = SECRET, **kwargs: Any) -> dict[str
     return {"Content-Type": "application/json", "Stripe-Signature": sign(body, secret, **kwargs)}
 
 
-def local_dispatcher(store: Store, state_dir: Path) -> Dispatcher:
-    """A dispatcher on SQLite and local files, as stage `local` builds it."""
-    return Dispatcher(
-        store,
-        SqlitePersistenceLayer(state_dir / "idempotency.sqlite3"),
-        lambda: LocalPayloadStore(state_dir / "bodies"),
-        notifier=lambda: OutboxNotifier(state_dir / "outbox.sqlite3"),
-    )
-
-
 def swap_handler(
     monkeypatch: pytest.MonkeyPatch, router: Router, event_type: str, func: HandlerFunc
 ) -> Callable[[], None]:
@@ -112,20 +98,6 @@ def figures_after(summary: Callable[[], str]) -> Any:
     return figures
 
 
-def module_context(state_dir: Path, handler: str = "test.handler") -> Context:
-    """A handler's context on SQLite and a local outbox: what resource module tests need."""
-    outbox = OutboxNotifier(state_dir / "outbox.sqlite3")
-    store = SqliteStore(state_dir / "stripe-events.sqlite3")
-    return Context(store, logging.getLogger(handler), handler, None, lambda: outbox)
-
-
-def event_of(event_type: str, created: int | None = None, **changes: Any) -> stripe.Event:
-    """A typed event around Stripe's example object, with `changes` merged into the object."""
-    return stripe.Event.construct_from(
-        samples.sample_event(event_type, created=created, changes=changes), None
-    )
-
-
 def invoice_with_lines(count: int) -> dict[str, Any]:
     """An `invoice.paid` event whose invoice has `count` lines (about 2 KB each)."""
     line = samples.example_objects()["line_item"]
@@ -140,19 +112,6 @@ def invoice_with_lines(count: int) -> dict[str, Any]:
     invoice = samples.example_objects()["invoice"]
     changes = {"lines": {**invoice["lines"], "data": lines, "has_more": False}}
     return samples.sample_event("invoice.paid", created=1_700_000_000, changes=changes)
-
-
-def run_handlers(router: Router, event: stripe.Event, ctx: Context) -> None:
-    """Call the router's handlers for `event` directly, as the dispatcher would."""
-    for handler in router.handlers_for(event.type):
-        handler.func(event, replace(ctx, handler=handler.name, event_id=event.id))
-
-
-def outbox(ctx: Context) -> list[Notification]:
-    assert ctx.notifier is not None
-    notifier = ctx.notifier()
-    assert isinstance(notifier, OutboxNotifier)
-    return notifier.sent()
 
 
 @contextmanager

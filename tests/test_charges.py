@@ -11,7 +11,7 @@ import stripe
 from chalicelib.resources import charges
 from stripe_events import samples
 from stripe_events.context import Context
-from tests.helpers import event_of, module_context, run_handlers
+from stripe_events.testing import event_of, module_context, run_handlers
 
 ROUTER = charges.router
 

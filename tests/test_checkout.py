@@ -12,7 +12,7 @@ import stripe
 from chalicelib.resources import checkout
 from stripe_events import samples
 from stripe_events.context import Context
-from tests.helpers import event_of, module_context, run_handlers
+from stripe_events.testing import event_of, module_context, run_handlers
 
 SESSION = "cs_test_A"
 COMPLETED = "checkout.session.completed"

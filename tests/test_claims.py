@@ -18,8 +18,8 @@ from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher, HandlerBusy
 from stripe_events.router import Router
 from stripe_events.stores import Claim
 from stripe_events.stores.sqlite import SqliteStore
+from stripe_events.testing import local_dispatcher, module_context
 from tests.containers import FakeLambdaContext
-from tests.helpers import local_dispatcher, module_context
 
 
 @pytest.fixture

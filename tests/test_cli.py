@@ -19,13 +19,13 @@ from stripe_events.dispatch import HandlerFailed
 from stripe_events.ledger import Outcome
 from stripe_events.stores.dynamodb import DynamoStore
 from stripe_events.stores.sqlite import SqliteStore
+from stripe_events.testing import local_dispatcher
 from stripe_events_ops.cli import main
 from stripe_events_ops.project import stage_environment
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,
     create_table,
-    local_dispatcher,
     local_stage_env,
     loopback_server,
     resource_routers,

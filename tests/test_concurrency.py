@@ -31,16 +31,10 @@ from stripe_events.payloads import S3PayloadStore
 from stripe_events.stores import Store
 from stripe_events.stores.dynamodb import DynamoStore
 from stripe_events.stores.sqlite import SqliteStore
+from stripe_events.testing import module_context, run_handlers
 from tests.conftest import REGION
 from tests.containers import CRASH_EXIT_CODE, ContainerDied, Containers, Delivered, spread
-from tests.helpers import (
-    SECRET,
-    create_table,
-    figures_after,
-    module_context,
-    resource_routers,
-    run_handlers,
-)
+from tests.helpers import SECRET, create_table, figures_after, resource_routers
 from tests.sqs_poller import unique
 
 ROUNDS = int(os.environ.get("STRIPE_EVENTS_RACE_ROUNDS", "10"))

@@ -13,7 +13,7 @@ from stripe_events.context import Context
 from stripe_events.dispatch import Dispatcher, HandlerFailed
 from stripe_events.router import Router
 from stripe_events.stores.sqlite import SqliteStore
-from tests.helpers import local_dispatcher
+from stripe_events.testing import local_dispatcher
 
 
 class Flaky:

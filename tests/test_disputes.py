@@ -18,7 +18,7 @@ from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.notifier import OutboxNotifier
 from stripe_events.stores.sqlite import SqliteStore
-from tests.helpers import event_of, local_dispatcher, module_context, outbox, run_handlers
+from stripe_events.testing import event_of, local_dispatcher, module_context, outbox, run_handlers
 
 ROUTER = disputes.router
 DUE_BY = samples.example_objects()["dispute"]["evidence_details"]["due_by"]  # 2024-08-14

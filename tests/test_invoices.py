@@ -15,7 +15,7 @@ import stripe
 from chalicelib.resources import invoices, subscriptions
 from stripe_events import samples
 from stripe_events.context import Context
-from tests.helpers import event_of, module_context, outbox, run_handlers
+from stripe_events.testing import event_of, module_context, outbox, run_handlers
 
 T = 1_760_000_000
 URL = "https://invoice.stripe.com/i/acct_1/test_in_A"

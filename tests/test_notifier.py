@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 from stripe_events.notifier import Notification, SnsNotifier, open_notifier
 from stripe_events.settings import Settings, SettingsError
+from stripe_events.testing import module_context, outbox
 from stripe_events_ops.cli import main
 from tests.conftest import REGION
-from tests.helpers import module_context, outbox
 from tests.sqs_poller import unique
 
 

@@ -12,7 +12,8 @@ from chalice.test import Client
 from stripe_events import observability, samples
 from stripe_events.router import Router
 from stripe_events.stores.sqlite import SqliteStore
-from tests.helpers import ROOT, load_app, local_dispatcher, local_stage_env, signed_headers
+from stripe_events.testing import local_dispatcher
+from tests.helpers import ROOT, load_app, local_stage_env, signed_headers
 from tests.test_webhook import RecordingPublisher
 
 

@@ -11,7 +11,7 @@ import stripe
 from chalicelib.resources import payouts
 from stripe_events import samples
 from stripe_events.context import Context
-from tests.helpers import event_of, module_context, outbox, run_handlers
+from stripe_events.testing import event_of, module_context, outbox, run_handlers
 
 PAYOUT = "po_A"
 

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from stripe_events import samples
 from stripe_events.stores.sqlite import SqliteStore
+from stripe_events.testing import local_dispatcher
 from stripe_events_ops.cli import main
-from tests.helpers import ROOT, local_dispatcher, resource_routers
+from tests.helpers import ROOT, resource_routers
 
 README = (ROOT / "README.md").read_text()
 CLI = ".venv/bin/stripe-events"

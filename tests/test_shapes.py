@@ -23,7 +23,8 @@ from chalicelib.resources import billing_state, checkout, subscriptions
 from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.router import Router
-from tests.helpers import FakeStripe, module_context, outbox, resource_routers, run_handlers
+from stripe_events.testing import module_context, outbox, run_handlers
+from tests.helpers import FakeStripe, resource_routers
 
 T = 1_500_000_000
 ROUTERS = resource_routers()

@@ -13,7 +13,7 @@ from chalicelib.resources import subscriptions
 from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.projection import apply_snapshot
-from tests.helpers import event_of, module_context, outbox, run_handlers
+from stripe_events.testing import event_of, module_context, outbox, run_handlers
 
 T = 1_760_000_000
 NOT_ENTITLED = ["past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused"]

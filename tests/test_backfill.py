@@ -464,7 +464,7 @@ def recorder(monkeypatch: pytest.MonkeyPatch) -> Recorder:
 
     def with_recorder(stage: str, project: Path) -> StripeEvents:
         events = load_events(stage, project)
-        vars(events)["publisher"] = recording  # cached_property: what `publisher` returns
+        events.publisher = recording
         return events
 
     monkeypatch.setattr(backfill, "load_events", with_recorder)

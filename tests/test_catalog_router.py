@@ -7,6 +7,7 @@ from chalice.app import CloudWatchEventConfig
 
 from stripe_events import catalog
 from stripe_events.context import Context
+from stripe_events.errors import UnknownEventType
 from stripe_events.router import Router
 from stripe_events.settings import Settings
 from tests.helpers import load_app, local_stage_env, resource_routers
@@ -40,13 +41,13 @@ def test_types_are_grouped_by_resource() -> None:
 
 def test_a_typo_fails_at_import_with_the_closest_names() -> None:
     router = Router("invoices")
-    with pytest.raises(catalog.UnknownEventType) as caught:
+    with pytest.raises(UnknownEventType) as caught:
         router.on("invoice.payment_faild")
     assert "invoice.payment_failed" in str(caught.value)
 
 
 def test_an_unknown_wildcard_suggests_a_real_one() -> None:
-    with pytest.raises(catalog.UnknownEventType) as caught:
+    with pytest.raises(UnknownEventType) as caught:
         Router("x").on("invoic.*")
     assert "invoice.*" in str(caught.value)
 

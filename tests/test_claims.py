@@ -12,9 +12,10 @@ import pytest
 import stripe
 
 from stripe_events import samples
-from stripe_events.claims import ClaimHeld, once_per_object
+from stripe_events.claims import once_per_object
 from stripe_events.context import Context
-from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher, HandlerBusy
+from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher
+from stripe_events.errors import ClaimHeld, HandlerBusy
 from stripe_events.router import Router
 from stripe_events.stores import Claim
 from stripe_events.stores.sqlite import SqliteStore

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from stripe_events import catalog, samples
 from stripe_events.context import Context
-from stripe_events.dispatch import HandlerFailed
+from stripe_events.errors import HandlerFailed
 from stripe_events.ledger import Outcome
 from stripe_events.stores.dynamodb import DynamoStore
 from stripe_events.stores.sqlite import SqliteStore

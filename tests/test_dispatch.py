@@ -10,7 +10,8 @@ import stripe
 
 from stripe_events import samples
 from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher, HandlerFailed
+from stripe_events.dispatch import Dispatcher
+from stripe_events.errors import HandlerFailed
 from stripe_events.router import Router
 from stripe_events.stores.sqlite import SqliteStore
 from stripe_events.testing import local_dispatcher

@@ -33,7 +33,7 @@ from chalicelib.resources import customers
 from stripe_events import samples
 from stripe_events.bus import EventBridgePublisher
 from stripe_events.context import Context
-from stripe_events.dispatch import HandlerBusy, HandlerFailed
+from stripe_events.errors import HandlerBusy, HandlerFailed
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.settings import Settings
 from stripe_events.stores import Claim, Store
@@ -190,7 +190,7 @@ def app(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> App:
     )
     sleeps: list[float] = []
     publisher = EventBridgePublisher(REGION, budget_seconds=BUDGET_SECONDS, sleep=sleeps.append)
-    module.events.__dict__["publisher"] = publisher  # replaces the cached one
+    module.events.publisher = publisher
     runs: list[str] = []
 
     def record(event: stripe.Event, ctx: Context) -> None:

@@ -100,7 +100,7 @@ class Hook:
 def make_hook(state_dir: Path) -> Hook:
     module = load_app({**local_stage_env(), "STRIPE_EVENTS_STATE_DIR": str(state_dir)})
     publisher = RecordingPublisher()
-    module.events.__dict__["publisher"] = publisher  # replaces the cached LocalBus
+    module.events.publisher = publisher  # instead of the LocalBus
     client = Client(module.app, stage_name="local", project_dir=str(ROOT))
     return Hook(module, client, publisher)
 

@@ -18,7 +18,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 
 from stripe_events import samples
 from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher, HandlerBusy
+from stripe_events.dispatch import Dispatcher
+from stripe_events.errors import HandlerBusy
 from stripe_events.idempotency import KEY_PREFIX, open_idempotency, run_once
 from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import Router

@@ -12,8 +12,8 @@ from chalice.test import Client
 
 from stripe_events import samples
 from stripe_events.bus import LocalBus
-from stripe_events.dispatch import HandlerBusy
 from stripe_events.envelope import parse_event, to_entry
+from stripe_events.errors import HandlerBusy
 from tests.helpers import (
     ROOT,
     load_app,

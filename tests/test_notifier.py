@@ -10,8 +10,9 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
+from stripe_events.errors import SettingsError
 from stripe_events.notifier import Notification, SnsNotifier, open_notifier
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.settings import Settings
 from stripe_events.testing import module_context, outbox
 from stripe_events_ops.cli import main
 from tests.conftest import REGION

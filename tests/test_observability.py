@@ -38,8 +38,8 @@ def deployed_webhook(tmp_path: Path) -> Client:
             "STRIPE_WEBHOOK_SECRET": "whsec_test_secret_one",
         }
     )
-    module.events.__dict__["publisher"] = RecordingPublisher()
-    module.events.__dict__["store"] = SqliteStore(tmp_path / "ledger.sqlite3")
+    module.events.publisher = RecordingPublisher()
+    module.events.store = SqliteStore(tmp_path / "ledger.sqlite3")
     return Client(module.app, stage_name="local", project_dir=str(ROOT))
 
 

@@ -11,13 +11,16 @@ import boto3
 import pytest
 
 from stripe_events.envelope import Entry, EventHeader, parse_event, to_entry
-from stripe_events.errors import PublishFailed
-from stripe_events.payloads import (
-    PAYLOAD_KEY,
-    LocalPayloadStore,
+from stripe_events.errors import (
     PayloadCorrupt,
     PayloadError,
     PayloadMissing,
+    PublishFailed,
+    SettingsError,
+)
+from stripe_events.payloads import (
+    PAYLOAD_KEY,
+    LocalPayloadStore,
     PayloadRef,
     PayloadStore,
     S3PayloadStore,
@@ -27,7 +30,7 @@ from stripe_events.payloads import (
     shrink,
 )
 from stripe_events.samples import encode, sample_event
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.settings import Settings
 from stripe_events.stores.schema import EVENTS_FOLDER
 from tests.conftest import REGION
 from tests.helpers import invoice_with_lines

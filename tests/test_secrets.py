@@ -10,7 +10,8 @@ import pytest
 from chalice.test import Client
 
 from stripe_events import samples
-from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from stripe_events.errors import SettingsError
+from stripe_events.settings import LOCAL_SECRET, Settings
 from stripe_events.stores.sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.helpers import ROOT, load_app, signed_headers
@@ -62,8 +63,8 @@ def deployed_app(tmp_path: Path, **env: str) -> tuple[Client, RecordingPublisher
         }
     )
     publisher = RecordingPublisher()
-    module.events.__dict__["publisher"] = publisher
-    module.events.__dict__["store"] = SqliteStore(tmp_path / "ledger.sqlite3")
+    module.events.publisher = publisher
+    module.events.store = SqliteStore(tmp_path / "ledger.sqlite3")
     return Client(module.app, stage_name="prod", project_dir=str(ROOT)), publisher
 
 

@@ -12,9 +12,10 @@ import boto3
 import pytest
 
 from stripe_events.core import open_store
+from stripe_events.errors import SettingsError
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.payloads import S3PayloadStore, restore
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.settings import Settings
 from stripe_events.stores import Claim, Store
 from stripe_events.stores.base import refusal
 from stripe_events.stores.dynamodb import DynamoStore

@@ -58,8 +58,8 @@ def webhook(tmp_path: Path) -> Iterator[Factory]:
         module = load_app({**base, **env})
         publisher = RecordingPublisher()
         # Replace the cached LocalBus and store: whatever the bus, nothing leaves the machine.
-        module.events.__dict__["publisher"] = publisher
-        module.events.__dict__["store"] = SqliteStore(tmp_path / "ledger.sqlite3")
+        module.events.publisher = publisher
+        module.events.store = SqliteStore(tmp_path / "ledger.sqlite3")
         return Webhook(
             module, Client(module.app, stage_name="local", project_dir=str(ROOT)), publisher
         )

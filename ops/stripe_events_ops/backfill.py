@@ -26,10 +26,10 @@ from stripe.params import EventListParams
 
 from stripe_events import catalog, envelope
 from stripe_events.bus import Publisher, publish_event
-from stripe_events.errors import PublishFailed, Rejected
+from stripe_events.errors import PublishFailed, Rejected, SettingsError, UnknownEventType
 from stripe_events.ledger import utc_now
 from stripe_events.payloads import PayloadStore
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.settings import Settings
 from stripe_events.stores import Store
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.durations import parse_since
@@ -381,7 +381,7 @@ def backfill_command(since: str, types: tuple[str, ...], restart: bool, stage: s
         check_window(start, until)
         selected = expand_types(types)
         events = load_events(stage, current_project())
-    except (BackfillError, catalog.UnknownEventType, SettingsError) as error:
+    except (BackfillError, UnknownEventType, SettingsError) as error:
         raise click.UsageError(str(error)) from None
     if not events.api_key:
         raise click.UsageError(

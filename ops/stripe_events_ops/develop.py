@@ -13,6 +13,7 @@ from dataclasses import asdict
 import click
 
 from stripe_events import catalog, samples
+from stripe_events.errors import UnknownEventType
 from stripe_events.notifier import OutboxNotifier
 from stripe_events.signature import expected_signature
 from stripe_events_ops.options import handled, stage_events, stage_option
@@ -40,7 +41,7 @@ def send(event_type: str, url: str, stage: str) -> None:
     """Sign a realistic EVENT_TYPE event with the stage's secret and POST it to the webhook."""
     try:
         catalog.expand(event_type)
-    except catalog.UnknownEventType as error:
+    except UnknownEventType as error:
         raise click.UsageError(str(error)) from None
     if "*" in event_type:
         raise click.UsageError("send takes one event type, not a pattern")

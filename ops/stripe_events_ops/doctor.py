@@ -20,7 +20,8 @@ from typing import Any
 import click
 import stripe
 
-from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from stripe_events.errors import SettingsError
+from stripe_events.settings import LOCAL_SECRET, Settings
 from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops import project
 from stripe_events_ops.clients import AwsClients, stripe_client

@@ -24,7 +24,8 @@ import click
 import stripe
 
 from stripe_events import secrets as stage_secrets
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.errors import SettingsError
+from stripe_events.settings import Settings
 from stripe_events_ops.clients import AwsClients, stripe_client
 from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 

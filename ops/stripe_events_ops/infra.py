@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from stripe_events.settings import SettingsError
+from stripe_events.errors import SettingsError
 from stripe_events_ops.project import (
     CONFIG,
     Stage,

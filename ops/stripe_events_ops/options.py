@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 from click.decorators import FC
 
-from stripe_events.settings import SettingsError
+from stripe_events.errors import SettingsError
 from stripe_events_ops.durations import parse_since
 from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 

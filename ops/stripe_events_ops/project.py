@@ -20,8 +20,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from stripe_events import catalog
+from stripe_events.errors import SettingsError
 from stripe_events.pattern import matches
-from stripe_events.settings import LOCAL_BUS, SettingsError
+from stripe_events.settings import LOCAL_BUS
 
 if TYPE_CHECKING:
     from types import ModuleType

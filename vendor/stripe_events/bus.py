@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stripe_events.envelope import Entry, EventHeader
-from stripe_events.errors import PublishFailed
+from stripe_events.errors import HandlerBusy, PublishFailed
 from stripe_events.ledger import utc_now
 from stripe_events.pattern import matches
 from stripe_events.payloads import PayloadStore, entry_size, shrink
@@ -143,8 +143,6 @@ class LocalBus(Publisher):
                 self._deliver(app, source.name, event)
 
     def _deliver(self, app: Chalice, function: str, event: dict[str, Any]) -> None:
-        from stripe_events.dispatch import HandlerBusy
-
         for wait in (*self.busy_waits, None):
             try:
                 app.handler_map[function](event, None)

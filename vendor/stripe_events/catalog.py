@@ -14,6 +14,8 @@ from functools import cache
 
 import stripe
 
+from stripe_events.errors import UnknownEventType
+
 WILDCARD = "*"
 
 
@@ -32,10 +34,6 @@ def by_resource() -> dict[str, list[str]]:
     for event_type in event_types():
         groups[resource_of(event_type)].append(event_type)
     return dict(groups)
-
-
-class UnknownEventType(ValueError):
-    """An event type or pattern that matches nothing Stripe documents."""
 
 
 def expand(name: str) -> list[str]:

@@ -22,12 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from stripe_events.context import Context
-from stripe_events.errors import RetryLater
+from stripe_events.errors import ClaimHeld
 from stripe_events.stores import Claim
-
-
-class ClaimHeld(RetryLater):
-    """Another run holds the object's claim: this handler must run again later."""
 
 
 def once_per_object(

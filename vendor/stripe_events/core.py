@@ -12,9 +12,10 @@ import stripe_events.observability as observability
 import stripe_events.secrets as secrets
 from stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
 from stripe_events.dispatch import Dispatcher
+from stripe_events.errors import SettingsError
 from stripe_events.notifier import Notifier, open_notifier
 from stripe_events.payloads import PayloadStore, open_payload_store
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.settings import Settings
 from stripe_events.stores import Store
 from stripe_events.webhook import webhook_blueprint
 
@@ -44,8 +45,28 @@ def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None =
 
 
 class StripeEvents:
-    def __init__(self, settings: Settings) -> None:
+    """The runtime wired together: the webhook, the store, the publisher, dispatch.
+
+    Its collaborators (store, publisher, payloads, notifier) may be given; the ones that
+    are not are built from the settings when first used, not at import, so that a cold
+    start pays only for what it uses. Each can also be replaced afterwards, before first
+    use (tests do): `events.publisher = RecordingPublisher()`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        publisher: Publisher | None = None,
+        payloads: PayloadStore | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.settings = settings
+        self._store = store
+        self._publisher = publisher
+        self._payloads = payloads
+        self._notifier = notifier
         observability.configure(settings)
         self.webhook = webhook_blueprint(
             settings,
@@ -64,26 +85,57 @@ class StripeEvents:
         """Who may read the billing state: IAM-signed callers on AWS; anyone on loopback locally."""
         return None if self.settings.is_local else IAMAuthorizer()
 
-    # Created on first use, not at import: a cold start pays only for what it uses.
-    @cached_property
+    @property
     def store(self) -> Store:
-        return open_store(self.settings, lambda: self.payloads)
+        """The ledger and the projections: DynamoDB on AWS, SQLite locally."""
+        if self._store is None:
+            self._store = open_store(self.settings, lambda: self.payloads)
+        return self._store
 
-    @cached_property
+    @store.setter
+    def store(self, store: Store) -> None:
+        self._store = store
+
+    @property
     def publisher(self) -> Publisher:
-        if self.settings.is_local:
-            return LocalBus(lambda: self.webhook.current_app, self.settings.region)
-        return EventBridgePublisher(self.settings.region)
+        """EventBridge on AWS; locally, the in-process bus to this app's own functions."""
+        if self._publisher is None:
+            if self.settings.is_local:
+                self._publisher = LocalBus(lambda: self.webhook.current_app, self.settings.region)
+            else:
+                self._publisher = EventBridgePublisher(self.settings.region)
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Publisher) -> None:
+        self._publisher = publisher
+
+    @property
+    def payloads(self) -> PayloadStore:
+        """Where bodies too large for an EventBridge entry are kept (S3, or .state/ locally)."""
+        if self._payloads is None:
+            self._payloads = open_payload_store(self.settings)
+        return self._payloads
+
+    @payloads.setter
+    def payloads(self, payloads: PayloadStore) -> None:
+        self._payloads = payloads
+
+    @property
+    def notifier(self) -> Notifier:
+        """SNS on AWS; locally, the outbox."""
+        if self._notifier is None:
+            self._notifier = open_notifier(self.settings)
+        return self._notifier
+
+    @notifier.setter
+    def notifier(self, notifier: Notifier) -> None:
+        self._notifier = notifier
 
     @cached_property
     def api_key(self) -> str:
         """The Stripe API key (from SSM in a deployed stage), or "" when there is none."""
         return secrets.api_key(self.settings)
-
-    @cached_property
-    def payloads(self) -> PayloadStore:
-        """Where bodies too large for an EventBridge entry are kept (S3, or .state/ locally)."""
-        return open_payload_store(self.settings)
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
@@ -103,10 +155,6 @@ class StripeEvents:
             stripe_live="_live_" in self.api_key,
             notifier=lambda: self.notifier,
         )
-
-    @cached_property
-    def notifier(self) -> Notifier:
-        return open_notifier(self.settings)
 
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:
         """Run the router's handlers for one EventBridge event; return handler -> status."""

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 import stripe_events.observability as observability
 from stripe_events.context import Context
 from stripe_events.envelope import unwrap
-from stripe_events.errors import RetryLater
+from stripe_events.errors import HandlerBusy, HandlerFailed, RetryLater
 from stripe_events.idempotency import LocalLambdaContext, run_once
 from stripe_events.ledger import Outcome, utc_now
 from stripe_events.notifier import Notifier
@@ -26,21 +26,6 @@ from stripe_events.router import Handler, Router
 from stripe_events.stores import Store
 
 log = logging.getLogger("stripe_events.dispatch")
-
-
-class HandlerFailed(Exception):
-    """One or more handlers raised. Raised again so that Lambda retries the function."""
-
-    def __init__(self, event_id: str, errors: dict[str, str]) -> None:
-        listed = "; ".join(f"{name}: {error}" for name, error in errors.items())
-        super().__init__(f"event {event_id}: {len(errors)} handler(s) failed: {listed}")
-        self.event_id = event_id
-        self.errors = errors
-
-
-class HandlerBusy(Exception):
-    """A handler must wait for another run: the same event's (its idempotency lock), or
-    another event's (a claim on the same object). Raised so that Lambda retries later."""
 
 
 # Clocks of two Lambda containers may differ a little; a lease outlasts its run by this.

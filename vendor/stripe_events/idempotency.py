@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
 from stripe_events.settings import Settings
@@ -77,13 +76,15 @@ def run_once(
     )
     # Powertools only calls get_remaining_time_in_millis on it.
     config.register_lambda_context(lambda_context or LocalLambdaContext())  # type: ignore[arg-type]
-    handler = IdempotencyHandler(
-        function=run,
-        function_payload=key,
-        config=config,
+
+    def once(key: dict[str, str]) -> dict[str, Any]:
+        return run()
+
+    guarded: Callable[..., Any] = idempotent_function(
+        once,
+        data_keyword_argument="key",
         persistence_store=persistence,
+        config=config,
         key_prefix=KEY_PREFIX,
-        function_args=(),
-        function_kwargs={},
     )
-    return handler.handle()
+    return guarded(key=key)

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stripe_events.errors import SettingsError
 from stripe_events.ledger import utc_now
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.settings import Settings
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,14 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from stripe_events.errors import PublishFailed
-from stripe_events.settings import Settings, SettingsError
+from stripe_events.errors import (
+    PayloadCorrupt,
+    PayloadError,
+    PayloadMissing,
+    PublishFailed,
+    SettingsError,
+)
+from stripe_events.settings import Settings
 from stripe_events.stores.schema import EVENTS_FOLDER
 
 if TYPE_CHECKING:
@@ -40,18 +46,6 @@ _KEPT_FIELDS = ("api_version", "account")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 PayloadRef = dict[str, Any]
-
-
-class PayloadError(Exception):
-    """The full body of a referenced event cannot be given back."""
-
-
-class PayloadMissing(PayloadError):
-    """The reference points to a body that is not (or no longer) stored."""
-
-
-class PayloadCorrupt(PayloadError):
-    """The stored body is not the one the reference was made for."""
 
 
 def _digest(body: str) -> tuple[bytes, str]:

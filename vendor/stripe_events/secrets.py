@@ -9,7 +9,8 @@ take them from STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY instead.
 
 from __future__ import annotations
 
-from stripe_events.settings import LOCAL_SECRET, Settings, SettingsError
+from stripe_events.errors import SettingsError
+from stripe_events.settings import LOCAL_SECRET, Settings
 
 MAX_AGE_SECONDS = 300
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stripe_events.errors import SettingsError
 from stripe_events.stores.schema import RETENTION_DAYS
 
 LOCAL_BUS = "local"
@@ -16,10 +17,6 @@ LOCAL_SECRET = "whsec_local_development_only"
 DEFAULT_SOURCE = "stripe.webhook"
 # Stripe's own EventBridge destination publishes from partner sources named like this.
 PARTNER_SOURCE_PREFIX = "aws.partner/stripe.com/"
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the variable and the fix."""
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:

@@ -12,8 +12,7 @@ from chalice.app import Blueprint, Request, Response
 import stripe_events.observability as observability
 from stripe_events.bus import publish_event
 from stripe_events.envelope import Entry, EventHeader, decode_body, parse_event, to_entry
-from stripe_events.errors import PublishFailed, Rejected
-from stripe_events.settings import SettingsError
+from stripe_events.errors import PublishFailed, Rejected, SettingsError
 from stripe_events.signature import verify
 
 if TYPE_CHECKING:

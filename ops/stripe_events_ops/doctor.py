@@ -40,6 +40,7 @@ from stripe_events_ops.endpoint import (
     recreate_advice,
     wanted_event_types,
 )
+from stripe_events_ops.options import deployed_stage_option
 from stripe_events_ops.template import EVENT_BUS
 
 PASSED = "✓"
@@ -494,7 +495,7 @@ class Doctor:
 
 
 @click.command(name="doctor")
-@click.option("--stage", required=True, help="A deployed stage of .chalice/config.json.")
+@deployed_stage_option
 @click.option(
     "--url",
     default=None,

@@ -27,6 +27,7 @@ from stripe_events import secrets as stage_secrets
 from stripe_events.errors import SettingsError
 from stripe_events.settings import Settings
 from stripe_events_ops.clients import AwsClients, stripe_client
+from stripe_events_ops.options import deployed_stage_option
 from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 
 if TYPE_CHECKING:
@@ -486,7 +487,7 @@ def endpoint_group() -> None:
 
 
 @endpoint_group.command(name="sync")
-@click.option("--stage", required=True, help="A deployed stage of .chalice/config.json.")
+@deployed_stage_option
 @click.option(
     "--url",
     required=True,

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from stripe_events.errors import SettingsError
+from stripe_events_ops.options import deployed_stage_option
 from stripe_events_ops.project import (
     CONFIG,
     Stage,
@@ -392,18 +393,13 @@ def _deployed_stage(name: str) -> Stage:
     return stage
 
 
-stage_argument = click.option(
-    "--stage", required=True, help="A deployed stage of .chalice/config.json, e.g. dev."
-)
-
-
 @click.group(name="infra")
 def infra_group() -> None:
     """A stage's AWS resources: DynamoDB table, S3 bucket, SNS topic, dead-letter queue."""
 
 
 @infra_group.command(name="up")
-@stage_argument
+@deployed_stage_option
 @click.option(
     "--partner-source",
     default="",
@@ -423,7 +419,7 @@ def up_command(stage: str, partner_source: str) -> None:
 
 
 @infra_group.command(name="down")
-@stage_argument
+@deployed_stage_option
 @click.option("--yes", is_flag=True, help="Do not ask first.")
 def down_command(stage: str, yes: bool) -> None:
     """Delete the stage's stack and its data (not its functions, nor its SSM parameters)."""

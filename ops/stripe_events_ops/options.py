@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 stage_option = click.option(
     "--stage", default="local", show_default=True, help="Stage in .chalice/config.json."
 )
+deployed_stage_option = click.option(
+    "--stage", required=True, help="A deployed stage of .chalice/config.json, e.g. dev."
+)
 
 
 def since_option(help_text: str) -> Callable[[FC], FC]:

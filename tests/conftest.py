@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from stripe._http_client import HTTPClient
 
 from stripe_events.observability import ROOT_LOGGER
 from stripe_events_ops.project import patched_environ
@@ -50,6 +51,13 @@ def fake_stripe() -> Iterator[FakeStripe]:
     """A Stripe-like API on a free loopback port, serving the objects a test puts in it."""
     with fake_stripe_server() as server:
         yield server
+
+
+@pytest.fixture
+def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Stripe SDK waits at least 0.5 s before its own retries; tests need not."""
+    monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
+    monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from click.testing import CliRunner
-from stripe._http_client import HTTPClient
 
 from stripe_events import samples
 from stripe_events.bus import Publisher
@@ -45,6 +44,9 @@ from stripe_events_ops.backfill import (
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.project import load_events
 from tests.helpers import loopback_server
+
+# The SDK waits at least 0.5 s before its own retries; these tests need not.
+pytestmark = pytest.mark.usefixtures("quick_sdk_retries")
 
 API_KEY = "sk_test_backfill_only"
 NOW = int(time.time())
@@ -177,13 +179,6 @@ def fake() -> Iterator[FakeStripe]:
     with loopback_server(Handler) as url:
         state.url = url
         yield state
-
-
-@pytest.fixture(autouse=True)
-def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK waits at least 0.5 s before its own retries; the tests need not."""
-    monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
-    monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
 
 
 class Recorder(Publisher):

@@ -15,7 +15,6 @@ import boto3
 import pytest
 import stripe
 from click.testing import CliRunner, Result
-from stripe._http_client import HTTPClient
 
 from stripe_events.settings import LOCAL_SECRET
 from stripe_events_ops import doctor
@@ -34,6 +33,9 @@ from tests.test_endpoint import (
     running_fake_stripe,
     sync,
 )
+
+# The SDK waits at least 0.5 s before its own retries; these tests need not.
+pytestmark = pytest.mark.usefixtures("quick_sdk_retries")
 
 SECRET = "whsec_doctor_test_secret"
 PREFIX = "stripe-events-dev"
@@ -60,13 +62,6 @@ class Setup:
 
 def client(service: str) -> Any:
     return boto3.client(service, region_name=REGION)
-
-
-@pytest.fixture(autouse=True)
-def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK waits at least 0.5 s before it retries a 500; the tests need not."""
-    monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
-    monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
 
 
 @pytest.fixture

@@ -27,13 +27,15 @@ import pytest
 import stripe
 from aws_lambda_powertools.utilities import parameters
 from click.testing import CliRunner, Result
-from stripe._http_client import HTTPClient
 
 from stripe_events_ops import cli, endpoint, project
 from stripe_events_ops.clients import API_BASE_VARIABLE
 from stripe_events_ops.endpoint import STAGE_TAG, endpoint_group, wanted_event_types
 from tests.conftest import REGION
 from tests.helpers import ROOT, loopback_server
+
+# The SDK waits at least 0.5 s before its own retries; these tests need not.
+pytestmark = pytest.mark.usefixtures("quick_sdk_retries")
 
 API_KEY = "sk_test_endpoint_sync_only"
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/api/stripe/webhook"
@@ -279,13 +281,6 @@ def dev_stage(monkeypatch: pytest.MonkeyPatch, fake: FakeStripe) -> Iterator[Dev
     finally:
         delete_parameters(stage.secret_param, stage.api_key_param)
         forget_cached_parameters()
-
-
-@pytest.fixture(autouse=True)
-def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SDK waits at least 0.5 s before its own retries; the tests need not."""
-    monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
-    monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
 
 
 @pytest.fixture

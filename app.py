@@ -10,6 +10,7 @@ from typing import Any
 from chalice.app import Chalice, CloudWatchEvent, NotFoundError
 
 from chalicelib.resources import (
+    billing_meters,
     billing_state,
     charges,
     checkout,
@@ -73,3 +74,8 @@ def on_checkout_event(event: CloudWatchEvent) -> dict[str, str]:
 @app.on_cw_event(payouts.router.pattern(events.settings), name="payouts")
 def on_payout_event(event: CloudWatchEvent) -> dict[str, str]:
     return events.dispatch(payouts.router, event)
+
+
+@app.on_cw_event(billing_meters.router.pattern(events.settings), name="billing_meters")
+def on_billing_meter_event(event: CloudWatchEvent) -> dict[str, str]:
+    return events.dispatch(billing_meters.router, event)

@@ -130,7 +130,8 @@ def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 
 @dataclass
 class FakeStripe:
-    """A tiny stand-in for api.stripe.com: GET /v1/<resource>/<id> from `objects`."""
+    """A tiny stand-in for api.stripe.com: GET <path> answers `objects[path]` (status, body),
+    such as "/v1/customers/cus_1" or "/v2/core/events/evt_1"; anything else is a 404."""
 
     url: str
     objects: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
@@ -149,8 +150,8 @@ def fake_stripe_server() -> Iterator[FakeStripe]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.requests.append((self.path, dict(self.headers)))
-            resource = self.path.split("?")[0].removeprefix("/v1/")
-            status, body = state.objects.get(resource, (404, not_found(resource)))
+            path = self.path.split("?")[0]
+            status, body = state.objects.get(path, (404, not_found(path)))
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

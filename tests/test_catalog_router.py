@@ -36,7 +36,8 @@ def test_types_are_grouped_by_resource() -> None:
     assert "customer.subscription.updated" in groups["customer.subscription"]
     assert "customer.subscription.updated" not in groups["customer"]
     assert "charge.dispute.created" in groups["charge.dispute"]
-    assert sum(len(v) for v in groups.values()) == len(catalog.event_types())
+    assert "v1.billing.meter.no_meter_found" in groups["v1.billing.meter"]
+    assert sum(len(v) for v in groups.values()) == len(catalog.all_event_types())
 
 
 def test_a_typo_fails_at_import_with_the_closest_names() -> None:

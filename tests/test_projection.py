@@ -362,7 +362,7 @@ def test_refetch_stores_the_object_as_the_api_has_it_now(
     api_ctx: Context, fake_stripe: FakeStripe
 ) -> None:
     current = samples.example_objects()["subscription"] | {"id": "sub_A", "status": "past_due"}
-    fake_stripe.objects["subscriptions/sub_A"] = (200, current)
+    fake_stripe.objects["/v1/subscriptions/sub_A"] = (200, current)
     event = make_event("customer.subscription.updated", T, id="sub_A", status="active")
 
     assert apply_snapshot(api_ctx, "subscriptions", event, refetch=True)
@@ -379,7 +379,7 @@ def test_refetch_stores_the_object_as_the_api_has_it_now(
 def test_refetch_asks_for_the_connected_account_of_the_event(
     api_ctx: Context, fake_stripe: FakeStripe
 ) -> None:
-    fake_stripe.objects["customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
+    fake_stripe.objects["/v1/customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
     data = samples.sample_event("customer.updated", created=T, changes={"id": "cus_A"})
     event = stripe.Event.construct_from(data | {"account": "acct_123"}, None)
 
@@ -404,7 +404,7 @@ def test_refetch_of_a_deleted_customer_stores_it_deleted(
     api_ctx: Context, fake_stripe: FakeStripe
 ) -> None:
     stub = {"id": "cus_A", "object": "customer", "deleted": True}
-    fake_stripe.objects["customers/cus_A"] = (200, stub)
+    fake_stripe.objects["/v1/customers/cus_A"] = (200, stub)
     apply_snapshot(
         api_ctx, "customers", make_event("customer.updated", T, id="cus_A"), refetch=True
     )
@@ -420,7 +420,7 @@ def test_refetch_of_a_deleted_customer_stores_it_deleted(
 
 
 def test_a_stale_event_costs_no_api_call(api_ctx: Context, fake_stripe: FakeStripe) -> None:
-    fake_stripe.objects["customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
+    fake_stripe.objects["/v1/customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
     apply_snapshot(api_ctx, "customers", make_event("customer.updated", T + 1, id="cus_A"))
     stale = make_event("customer.updated", T, id="cus_A")
     assert not apply_snapshot(api_ctx, "customers", stale, refetch=True)
@@ -431,7 +431,7 @@ def test_an_api_failure_stores_nothing_and_raises_for_a_retry(
     api_ctx: Context, fake_stripe: FakeStripe
 ) -> None:
     error = {"error": {"type": "api_error", "message": "try again"}}
-    fake_stripe.objects["customers/cus_A"] = (500, error)
+    fake_stripe.objects["/v1/customers/cus_A"] = (500, error)
     with pytest.raises(stripe.APIError):
         apply_snapshot(
             api_ctx, "customers", make_event("customer.updated", T, id="cus_A"), refetch=True

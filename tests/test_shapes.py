@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from chalicelib.resources import billing_state, checkout, subscriptions
 from stripe_events import samples
+from stripe_events.catalog import is_thin
 from stripe_events.context import Context
 from stripe_events.router import Router
 from stripe_events.testing import module_context, outbox, run_handlers
@@ -294,7 +295,7 @@ def test_a_completion_without_payment_status_asks_the_api(
     tmp_path: Path, fake_stripe: FakeStripe, fulfilled: list[str], status: str, fulfils: bool
 ) -> None:
     current = {**SESSION_2020, "payment_status": status, "status": "complete"}
-    fake_stripe.objects["checkout/sessions/cs_old"] = (200, current)
+    fake_stripe.objects["/v1/checkout/sessions/cs_old"] = (200, current)
     ctx = module_context(tmp_path)
     ctx = Context(ctx.store, ctx.log, ctx.handler, fake_stripe.client(), ctx.notifier)
     handle(ctx, event("checkout.session.completed", SESSION_2020, "2020-03-02"))
@@ -304,7 +305,8 @@ def test_a_completion_without_payment_status_asks_the_api(
 
 # Any field missing: the handlers of every module, on Stripe's example objects --------------
 
-HANDLED = sorted({(t, r.name) for r in ROUTERS for t in r.event_types()})
+# Snapshot events: a thin notification has no object whose fields could be missing.
+HANDLED = sorted({(t, r.name) for r in ROUTERS for t in r.event_types() if not is_thin(t)})
 ROUTER_OF = {r.name: r for r in ROUTERS}
 
 

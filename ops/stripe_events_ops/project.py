@@ -122,7 +122,7 @@ def subscribers(app: Any) -> dict[str, list[str]]:
 
     result: dict[str, list[str]] = {}
     sources = [s for s in app.event_sources if isinstance(s, CloudWatchEventConfig)]
-    for event_type in catalog.event_types():
+    for event_type in catalog.all_event_types():
         for source in sources:
             # A rule without detail-type (a router of "*") takes every type.
             types = {k: v for k, v in source.event_pattern.items() if k == "detail-type"}

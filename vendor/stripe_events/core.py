@@ -145,7 +145,8 @@ class StripeEvents:
         if self.api_key:
             import stripe
 
-            client = stripe.StripeClient(self.api_key)
+            api = self.settings.api_base
+            client = stripe.StripeClient(self.api_key, base_addresses={"api": api} if api else None)
         return Dispatcher(
             self.store,
             open_idempotency(self.settings),
@@ -154,6 +155,7 @@ class StripeEvents:
             stripe_client=client,
             stripe_live="_live_" in self.api_key,
             notifier=lambda: self.notifier,
+            api_base=self.settings.api_base,
         )
 
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:

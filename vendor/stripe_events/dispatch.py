@@ -13,10 +13,12 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from stripe._base_address import BaseAddresses
+from stripe.v2.core import EventNotification
 
 import stripe_events.observability as observability
 from stripe_events.context import Context
-from stripe_events.envelope import unwrap
+from stripe_events.envelope import EventHeader, check_envelope, unwrap
 from stripe_events.errors import HandlerBusy, HandlerFailed, RetryLater
 from stripe_events.idempotency import LocalLambdaContext, run_once
 from stripe_events.ledger import Outcome, utc_now
@@ -43,6 +45,7 @@ class Dispatcher:
         stripe_client: stripe.StripeClient | None = None,
         stripe_live: bool = False,
         notifier: Callable[[], Notifier] | None = None,
+        api_base: str = "",
     ) -> None:
         self.store = store
         self.idempotency = idempotency
@@ -51,6 +54,8 @@ class Dispatcher:
         self.stripe_client = stripe_client
         self.stripe_live = stripe_live  # the mode of the client's key
         self.notifier = notifier
+        # Where a thin notification's fetches go when no client of the event's mode is set.
+        self.bases: BaseAddresses | None = {"api": api_base} if api_base else None
 
     def dispatch(
         self, router: Router, detail: dict[str, Any] | str, lambda_context: Any = None
@@ -66,18 +71,21 @@ class Dispatcher:
         body = detail if isinstance(detail, str) else json.dumps(detail)
         if PAYLOAD_KEY in data:
             data = restore(data, self.payloads())
-        event = unwrap(data)
-        self.store.record_received(event.id, event.type, event.created, utc_now(), body)
-        previous = self.store.outcomes(event.id)
+        header = check_envelope(data, None)
+        # A test key cannot see live objects, nor the reverse: a 404 would mean nothing.
+        client = self.stripe_client if self.stripe_live == header.livemode else None
+        event = unwrap(data, client or stripe.StripeClient("", base_addresses=self.bases))
+        self.store.record_received(header.id, header.type, header.created, utc_now(), body)
+        previous = self.store.outcomes(header.id)
         results: dict[str, Outcome] = {}
         errors: dict[str, str] = {}
         busy: list[str] = []
-        for handler in router.handlers_for(event.type):
+        for handler in router.handlers_for(header.type):
             before = previous.get(handler.name)
             try:
-                outcome = self._run(handler, event, before, lambda_context)
+                outcome = self._run(handler, header, event, client, before, lambda_context)
             except (IdempotencyAlreadyInProgressError, RetryLater) as wait:
-                log.warning("%s must wait for %s, retry later: %s", handler.name, event.id, wait)
+                log.warning("%s must wait for %s, retry later: %s", handler.name, header.id, wait)
                 busy.append(handler.name)
                 continue
             results[handler.name] = outcome
@@ -85,17 +93,26 @@ class Dispatcher:
                 continue
             if outcome.status == "error":
                 errors[handler.name] = f"{outcome.error_type}: {outcome.error}"
-            self.store.record_outcome(event.id, handler.name, outcome)
+            self.store.record_outcome(header.id, handler.name, outcome)
         if errors:
-            raise HandlerFailed(event.id, errors)
+            raise HandlerFailed(header.id, errors)
         if busy:
-            raise HandlerBusy(f"event {event.id}: still running elsewhere: {', '.join(busy)}")
+            raise HandlerBusy(f"event {header.id}: still running elsewhere: {', '.join(busy)}")
         return results
 
     def _run(
-        self, handler: Handler, event: stripe.Event, before: Outcome | None, lambda_context: Any
+        self,
+        handler: Handler,
+        header: EventHeader,
+        event: Any,
+        client: stripe.StripeClient | None,
+        before: Outcome | None,
+        lambda_context: Any,
     ) -> Outcome:
-        """The new outcome, or `before` itself when the handler had already completed."""
+        """The new outcome, or `before` itself when the handler had already completed.
+
+        `event` is what the handler receives: a stripe.Event, or a thin EventNotification.
+        """
         ran = False
         lambda_context = lambda_context or LocalLambdaContext()
 
@@ -103,23 +120,22 @@ class Dispatcher:
             nonlocal ran
             ran = True
             logger = logging.getLogger(f"stripe_events.{handler.name}")
-            # A test key cannot see live objects, nor the reverse: a 404 would mean nothing.
-            client = self.stripe_client if self.stripe_live == event.livemode else None
             # Lambda ends this run by its deadline: a claim it takes is free after that.
             lease = lambda_context.get_remaining_time_in_millis() / 1000 + CLOCK_SKEW_SECONDS
+            stripe_client = _bound(client, event)
             context = Context(
-                self.store, logger, handler.name, client, self.notifier, event.id, lease
+                self.store, logger, handler.name, stripe_client, self.notifier, header.id, lease
             )
             handler.func(event, context)
             return {"status": "ok"}
 
         attempts = 1 if before is None else before.attempts + 1
-        fields = {"event_id": event.id, "event_type": event.type, "handler": handler.name}
+        fields = {"event_id": header.id, "event_type": header.type, "handler": handler.name}
         started = time.perf_counter()
         try:
             run_once(
                 self.idempotency,
-                {"event": event.id, "handler": handler.name},
+                {"event": header.id, "handler": handler.name},
                 run,
                 retention_days=self.retention_days,
                 lambda_context=lambda_context,
@@ -131,8 +147,8 @@ class Dispatcher:
             log.exception(
                 "%s failed for %s %s",
                 handler.name,
-                event.type,
-                event.id,
+                header.type,
+                header.id,
                 extra={**fields, "outcome": "error", "attempts": attempts},
             )
             observability.count("HandlerError", handler=handler.name)
@@ -141,8 +157,8 @@ class Dispatcher:
             log.info(
                 "skip %s for %s %s: already done",
                 handler.name,
-                event.type,
-                event.id,
+                header.type,
+                header.id,
                 extra={**fields, "outcome": "skipped"},
             )
             if before is not None and before.status == "ok":
@@ -153,10 +169,17 @@ class Dispatcher:
         log.info(
             "%s ok for %s %s",
             handler.name,
-            event.type,
-            event.id,
+            header.type,
+            header.id,
             extra={**fields, "outcome": "ok", "attempts": attempts, "duration_ms": duration_ms},
         )
         observability.count("HandlerOk", handler=handler.name)
         observability.milliseconds("HandlerDuration", duration_ms, handler=handler.name)
         return Outcome("ok", attempts, utc_now())
+
+
+def _bound(client: stripe.StripeClient | None, event: Any) -> stripe.StripeClient | None:
+    """The client for a handler: for a thin event, bound to its context (the connected
+    account it happened in), as the notification's own fetches are."""
+    context = getattr(event, "context", None) if isinstance(event, EventNotification) else None
+    return client.with_stripe_context(context) if client is not None and context else client

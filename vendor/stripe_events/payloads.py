@@ -41,8 +41,8 @@ PAYLOAD_KEY = "stripe_events_payload"
 # EventBridge counts a present Time as this many bytes, whatever its value.
 TIME_BYTES = 14
 # Small top-level fields of the envelope that a reference keeps besides the header:
-# `account` is how Connect events say which connected account they are about.
-_KEPT_FIELDS = ("api_version", "account")
+# `account` (snapshot) and `context` (thin) say which connected account it is about.
+_KEPT_FIELDS = ("api_version", "account", "context")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]")
 
 PayloadRef = dict[str, Any]
@@ -256,7 +256,7 @@ def reference(body: str, store: PayloadStore) -> str:
     original = json.loads(body)
     detail: dict[str, Any] = {
         "id": original["id"],
-        "object": "event",
+        "object": original["object"],  # "event", or "v2.core.event" for a thin notification
         "type": original["type"],
         "created": original["created"],
         "livemode": original.get("livemode") is True,

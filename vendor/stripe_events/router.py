@@ -5,13 +5,15 @@
     @router.on("invoice.payment_failed")
     def send_dunning_email(event: stripe.Event, ctx: Context) -> None: ...
 
-Every name is checked against the catalog when the module is imported, so a typo
-fails at once, with the closest valid names.
+A handler of snapshot events receives a typed `stripe.Event`; a handler of thin event
+notifications (`v1.billing.meter.error_report_triggered`) receives the SDK's typed
+notification, whose `fetch_event()` and `fetch_related_object()` call Stripe. A handler
+takes one kind or the other. Every name is checked against the catalog when the module
+is imported, so a typo fails at once, with the closest valid names.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -20,12 +22,11 @@ import stripe_events.catalog as catalog
 from stripe_events.settings import PARTNER_SOURCE_PREFIX
 
 if TYPE_CHECKING:
-    import stripe
-
     from stripe_events.context import Context
     from stripe_events.settings import Settings
 
-HandlerFunc = Callable[["stripe.Event", "Context"], None]
+# The first argument is a stripe.Event, or a thin event's typed EventNotification.
+HandlerFunc = Callable[[Any, "Context"], None]
 
 
 @dataclass(frozen=True)
@@ -33,9 +34,12 @@ class Handler:
     name: str  # "<router>.<function>": the key of its outcomes in the ledger
     patterns: tuple[str, ...]
     func: HandlerFunc
+    thin: bool = False  # it takes thin event notifications
 
     def matches(self, event_type: str) -> bool:
-        return any(fnmatch.fnmatchcase(event_type, p) for p in self.patterns)
+        return catalog.is_thin(event_type) == self.thin and any(
+            catalog.covers(p, event_type) for p in self.patterns
+        )
 
 
 class Router:
@@ -49,12 +53,18 @@ class Router:
             raise TypeError("Router.on() needs at least one event type")
         for name in names:
             catalog.expand(name)  # raises UnknownEventType with suggestions
+        kinds = {catalog.is_thin(name) for name in names}
+        if len(kinds) > 1:
+            raise TypeError(
+                f"Router.on{names!r} mixes snapshot and thin event types: their handlers "
+                "receive different objects (a stripe.Event, an EventNotification); use two"
+            )
 
         def register(func: HandlerFunc) -> HandlerFunc:
             handler_name = f"{self.name}.{func.__name__}"
             if any(h.name == handler_name for h in self.handlers):
                 raise ValueError(f"{handler_name} is registered twice")
-            self.handlers.append(Handler(handler_name, names, func))
+            self.handlers.append(Handler(handler_name, names, func, thin=kinds == {True}))
             return func
 
         return register

@@ -63,6 +63,8 @@ class Settings:
     idempotency_days: int = RETENTION_DAYS
     # Optional: lets modules re-fetch objects, and backfill read the Events API.
     api_key: str = ""
+    # Optional: another Stripe-compatible server (stripe-mock, a test server) for the API.
+    api_base: str = ""
     topic_arn: str = ""  # the SNS topic of notifications, on AWS
     # SSM SecureString parameters that hold the secrets in a deployed stage.
     webhook_secret_param: str = ""
@@ -89,6 +91,7 @@ class Settings:
                 env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", RETENTION_DAYS, minimum=RETENTION_DAYS
             ),
             api_key=env.get("STRIPE_API_KEY", "").strip(),
+            api_base=env.get("STRIPE_API_BASE", "").strip(),
             topic_arn=env.get("STRIPE_EVENTS_TOPIC_ARN", "").strip(),
             webhook_secret_param=env.get("STRIPE_WEBHOOK_SECRET_PARAM", "").strip(),
             api_key_param=env.get("STRIPE_API_KEY_PARAM", "").strip(),

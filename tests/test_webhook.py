@@ -194,6 +194,7 @@ BAD_BODIES: dict[str, tuple[bytes, str]] = {
         json.dumps({"object": "customer", "id": "evt_1"}).encode(),
         "not_an_event",
     ),
+    "a thin object in a snapshot's dress": (event_body(object="v2.event"), "not_an_event"),
     "id without evt_": (event_body(id="cus_123"), "not_an_event"),
     "id not a string": (event_body(id=123), "not_an_event"),
     "no type": (event_body(type=None), "not_an_event"),
@@ -226,6 +227,54 @@ def _hmac(body: bytes) -> str:
     return expected_signature(body, int(time.time()), SECRET)
 
 
+def thin_body(**fields: Any) -> bytes:
+    notification = samples.sample_event("v1.billing.meter.error_report_triggered")
+    notification.update(fields)
+    return samples.encode(notification)
+
+
+def test_a_signed_thin_event_notification_is_published_as_received(webhook: Factory) -> None:
+    hook = webhook()
+    body = thin_body(created="2026-01-31T12:00:05.123Z", context="acct_1Nv0FGQ9RKHgCVdK")
+    status, answer = hook.post(body, signed_headers(body))
+    notification = json.loads(body)
+    assert (status, answer) == (200, {"received": True, "id": notification["id"]})
+    [entry] = hook.publisher.entries
+    assert entry == {
+        "Source": "stripe.webhook",
+        "DetailType": "v1.billing.meter.error_report_triggered",
+        "Detail": body.decode(),
+        "Time": datetime(2026, 1, 31, 12, 0, 5, tzinfo=UTC),
+        "EventBusName": "local",
+    }
+
+
+BAD_THIN_BODIES: dict[str, tuple[bytes, str]] = {
+    "id without evt_": (thin_body(id="mtr_123"), '"id" like "evt_"'),
+    "no type": (thin_body(type=None), '"type" like "v1.billing.meter.no_meter_found"'),
+    "a snapshot type": (thin_body(type="invoice.paid"), '"type" like'),
+    "created in seconds": (thin_body(created=1769860800), "RFC 3339"),
+    "created without an offset": (thin_body(created="2026-01-31T12:00:00"), "RFC 3339"),
+    "created not a date": (thin_body(created="2026-02-30T12:00:00Z"), "RFC 3339"),
+    "related object a string": (thin_body(related_object="mtr_1"), '"related_object"'),
+    "related object without url": (
+        thin_body(related_object={"id": "mtr_1", "type": "billing.meter"}),
+        '"related_object"',
+    ),
+    "context not a string": (thin_body(context={"account": "acct_1"}), '"context"'),
+}
+
+
+@pytest.mark.parametrize("case", BAD_THIN_BODIES)
+def test_bad_thin_envelopes_are_rejected_with_400(webhook: Factory, case: str) -> None:
+    hook = webhook()
+    body, says = BAD_THIN_BODIES[case]
+    status, answer = hook.post(body, signed_headers(body))
+    assert (status, answer["error"]) == (400, "invalid_thin_event")
+    assert says in answer["message"]
+    assert hook.publisher.entries == []
+
+
 def test_livemode_must_match_the_stage(webhook: Factory) -> None:
     hook = webhook(STRIPE_LIVEMODE="true")
     test_mode = event_body(livemode=False)
@@ -233,6 +282,9 @@ def test_livemode_must_match_the_stage(webhook: Factory) -> None:
     assert (status, answer["error"]) == (400, "livemode_mismatch")
     live = event_body(livemode=True)
     assert hook.post(live, signed_headers(live))[0] == 200
+    thin = thin_body(livemode=False)
+    status, answer = hook.post(thin, signed_headers(thin))
+    assert (status, answer["error"]) == (400, "livemode_mismatch")
     assert len(hook.publisher.entries) == 1
 
 

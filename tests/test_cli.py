@@ -43,10 +43,16 @@ def test_catalog_marks_the_handled_types(runner: CliRunner) -> None:
     result = runner.invoke(main, ["catalog"])
     assert result.exit_code == 0, result.output
     handled = {t for r in resource_routers() for t in r.event_types()}
+    thin = {t for t in handled if catalog.is_thin(t)}
     assert "  * customer.created  -> customers\n" in result.output
     assert "    account.updated\n" in result.output  # no module handles it
     assert "customer.subscription\n" in result.output
-    assert f"\n{len(handled)} of {len(catalog.event_types())} types handled" in result.output
+    assert "v1.billing.meter  (thin)\n" in result.output
+    assert "  * v1.billing.meter.no_meter_found  -> billing_meters\n" in result.output
+    assert (
+        f"\n{len(handled - thin)} of {len(catalog.event_types())} snapshot types and "
+        f"{len(thin)} of {len(catalog.thin_event_types())} thin types handled"
+    ) in result.output
 
 
 def test_catalog_subscribed_lists_only_handled_types(runner: CliRunner) -> None:
@@ -58,11 +64,19 @@ def test_catalog_subscribed_lists_only_handled_types(runner: CliRunner) -> None:
 
 
 def test_enabled_events_is_the_expanded_list_from_the_routers(runner: CliRunner) -> None:
+    handled = {t for r in resource_routers() for t in r.event_types()}
     result = runner.invoke(main, ["enabled-events"])
     assert result.exit_code == 0
-    expected = sorted({t for r in resource_routers() for t in r.event_types()})
-    assert result.output.splitlines() == expected
-    assert "*" not in result.output
+    assert result.stdout.splitlines() == sorted(t for t in handled if not catalog.is_thin(t))
+    assert "*" not in result.stdout
+    # Thin types are enabled elsewhere (an event destination): listed apart.
+    assert result.stderr == "(and 2 thin type(s): `stripe-events enabled-events --thin`)\n"
+    thin = runner.invoke(main, ["enabled-events", "--thin"])
+    assert thin.stdout.splitlines() == sorted(t for t in handled if catalog.is_thin(t))
+    assert thin.stdout.splitlines() == [
+        "v1.billing.meter.error_report_triggered",
+        "v1.billing.meter.no_meter_found",
+    ]
 
 
 def test_ledger_json_lists_events_with_handler_statuses(runner: CliRunner, tmp_path: Path) -> None:

@@ -330,7 +330,7 @@ def test_create_stores_the_secret_in_ssm_and_a_second_sync_changes_nothing(
     [ours] = fake.tagged()
     assert ours["url"] == URL
     # The same list `stripe-events enabled-events` prints.
-    enabled = CliRunner().invoke(cli.main, ["enabled-events"]).output.splitlines()
+    enabled = CliRunner().invoke(cli.main, ["enabled-events"]).stdout.splitlines()
     assert ours["enabled_events"] == enabled == list(wanted_event_types())
     assert ours["api_version"] == stripe.api_version
     assert ours["status"] == "enabled"

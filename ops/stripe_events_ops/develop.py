@@ -79,27 +79,43 @@ def send(event_type: str, url: str, stage: str) -> None:
 @click.command(name="catalog")
 @click.option("--subscribed", is_flag=True, help="Only the types the app handles.")
 def show_catalog(subscribed: bool) -> None:
-    """List Stripe's event types by resource; '*' marks those the app handles."""
+    """List Stripe's event types by resource, snapshot then thin; '*' marks those handled."""
     functions = handled()
-    for resource, types in sorted(catalog.by_resource().items()):
+    groups = sorted(catalog.by_resource().items(), key=lambda g: (catalog.is_thin(g[0]), g[0]))
+    for resource, types in groups:
         shown = [t for t in types if t in functions or not subscribed]
         if not shown:
             continue
-        click.echo(f"{resource}")
+        click.echo(f"{resource}{'  (thin)' if catalog.is_thin(resource) else ''}")
         for event_type in shown:
             if event_type in functions:
                 click.echo(f"  * {event_type}  -> {', '.join(functions[event_type])}")
             else:
                 click.echo(f"    {event_type}")
     if not subscribed:
-        click.echo(f"\n{len(functions)} of {len(catalog.event_types())} types handled (*)")
+        thin = sum(catalog.is_thin(t) for t in functions)
+        click.echo(
+            f"\n{len(functions) - thin} of {len(catalog.event_types())} snapshot types and "
+            f"{thin} of {len(catalog.thin_event_types())} thin types handled (*)"
+        )
 
 
 @click.command(name="enabled-events")
-def enabled_events() -> None:
-    """Print the event types to enable on the Stripe endpoint, one per line."""
-    for event_type in sorted(handled()):
+@click.option(
+    "--thin", is_flag=True, help="The thin types, for an event destination with thin payloads."
+)
+def enabled_events(thin: bool) -> None:
+    """Print the event types to enable on the Stripe endpoint, one per line.
+
+    Snapshot types go on a webhook endpoint; thin types on an event destination whose
+    payload is thin (`endpoint sync` sets up both).
+    """
+    types = sorted(t for t in handled() if catalog.is_thin(t) == thin)
+    for event_type in types:
         click.echo(event_type)
+    others = sum(catalog.is_thin(t) != thin for t in handled())
+    if others and not thin:
+        click.echo(f"(and {others} thin type(s): `stripe-events enabled-events --thin`)", err=True)
 
 
 @click.command()

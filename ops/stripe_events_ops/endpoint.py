@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import click
 import stripe
 
+from stripe_events import catalog
 from stripe_events import secrets as stage_secrets
 from stripe_events.errors import SettingsError
 from stripe_events.settings import Settings
@@ -46,9 +47,11 @@ class EndpointError(click.ClickException):
     """The stage's endpoint cannot be told apart or changed; the message says what to do."""
 
 
-def wanted_event_types() -> tuple[str, ...]:
-    """The types the app's functions handle, wildcards expanded: what `enabled-events` prints."""
-    return tuple(sorted(subscribers(routing_app(current_project()))))
+def wanted_event_types(thin: bool = False) -> tuple[str, ...]:
+    """The snapshot (or thin) types the app's functions handle, wildcards expanded: what
+    `enabled-events` (`--thin`) prints."""
+    handled = subscribers(routing_app(current_project()))
+    return tuple(sorted(t for t in handled if catalog.is_thin(t) == thin))
 
 
 def pinned_api_version() -> str:

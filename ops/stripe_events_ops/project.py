@@ -124,8 +124,11 @@ def subscribers(app: Any) -> dict[str, list[str]]:
     sources = [s for s in app.event_sources if isinstance(s, CloudWatchEventConfig)]
     for event_type in catalog.all_event_types():
         for source in sources:
-            # A rule without detail-type (a router of "*") takes every type.
             types = {k: v for k, v in source.event_pattern.items() if k == "detail-type"}
+            # A rule without detail-type (a router of "*") brings every type, but "*"
+            # names the snapshot types: no handler takes the thin ones it also brings.
+            if not types and catalog.is_thin(event_type):
+                continue
             if matches(types, {"detail-type": event_type}):
                 result.setdefault(event_type, []).append(source.name)
     return result

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 from stripe_events.settings import LOCAL_SECRET
 from stripe_events_ops import doctor
 from stripe_events_ops.doctor import doctor_command
-from stripe_events_ops.endpoint import STAGE_TAG, wanted_event_types
+from stripe_events_ops.endpoint_target import STAGE_TAG, wanted_event_types
 from stripe_events_ops.template import Names
 from tests import stage_resources
 from tests.conftest import REGION
@@ -46,6 +46,7 @@ class Setup:
     stage: DevStage
     fake: FakeStripe
     endpoint: dict[str, Any]
+    destination: dict[str, Any]  # the thin event destination
 
     @property
     def table(self) -> str:
@@ -96,7 +97,8 @@ def setup(names: Names, monkeypatch: pytest.MonkeyPatch, fake: FakeStripe) -> It
         stage_resources.ensure_resources(names)
         stage.put_secret(SECRET)
         endpoint = fake.add(URL, list(wanted_event_types()), stage="dev")
-        yield Setup(stage, fake, endpoint)
+        destination = fake.add_destination(URL, list(wanted_event_types(thin=True)), stage="dev")
+        yield Setup(stage, fake, endpoint, destination)
 
 
 def run(*args: str) -> Result:
@@ -135,6 +137,9 @@ def test_a_complete_stage_passes_every_check(setup: Setup) -> None:
         f"({len(wanted_event_types())})",
         f"✓ endpoint {endpoint_id} sends no type that no handler uses",
         f"✓ endpoint {endpoint_id} uses API version {stripe.api_version}, as the stripe package",
+        f"✓ thin event destination {setup.destination['id']} is enabled",
+        f"✓ thin event destination {setup.destination['id']} sends exactly the 2 thin type(s) "
+        "the routers handle",
     ]:
         assert expected in lines
     assert SECRET not in result.output
@@ -142,6 +147,7 @@ def test_a_complete_stage_passes_every_check(setup: Setup) -> None:
 
 def test_what_endpoint_sync_makes_passes(setup: Setup) -> None:
     setup.fake.endpoints.clear()
+    setup.fake.destinations.clear()
     created = sync("--yes")
     assert created.exit_code == 0, created.output
     result = run()
@@ -233,6 +239,20 @@ BREAKS: dict[str, tuple[Callable[[Setup], object], str]] = {
         lambda s: _types(s, lambda t: ["*"]),
         "✗ endpoint we_0000fake sends every event type ('*'), most to no handler — "
         f"{SYNC} to enable only the {len(wanted_event_types())} types the routers handle",
+    ),
+    "thin destination missing": (
+        lambda s: s.fake.destinations.clear(),
+        "✗ no thin event destination has metadata stripe_events_stage=dev: the 2 thin type(s) "
+        f"the routers handle never arrive — {SYNC.replace(URL, '<URL>')}",
+    ),
+    "thin destination disabled": (
+        lambda s: s.destination.update(status="disabled"),
+        f"✗ thin event destination {'ed_0001fake'} is disabled — {SYNC.replace(URL, '<URL>')}",
+    ),
+    "thin destination misses a type": (
+        lambda s: s.destination.update(enabled_events=["v1.billing.meter.no_meter_found"]),
+        "✗ thin event destination ed_0001fake differs: missing "
+        "v1.billing.meter.error_report_triggered, unused none",
     ),
     "endpoint disabled": (
         lambda s: s.endpoint.update(status="disabled"),

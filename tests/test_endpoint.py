@@ -28,9 +28,10 @@ import stripe
 from aws_lambda_powertools.utilities import parameters
 from click.testing import CliRunner, Result
 
-from stripe_events_ops import cli, endpoint, project
+from stripe_events_ops import cli, endpoint, endpoint_target, project
 from stripe_events_ops.clients import API_BASE_VARIABLE
-from stripe_events_ops.endpoint import STAGE_TAG, endpoint_group, wanted_event_types
+from stripe_events_ops.endpoint import endpoint_group
+from stripe_events_ops.endpoint_target import STAGE_TAG, wanted_event_types
 from tests.conftest import REGION
 from tests.helpers import ROOT, loopback_server
 
@@ -47,8 +48,10 @@ PAGE_CAP = 2  # the fake's largest page: a few endpoints already need several pa
 @dataclass
 class FakeStripe:
     endpoints: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    destinations: list[dict[str, Any]] = field(default_factory=list)  # v2, oldest first
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    secrets: list[str] = field(default_factory=list)  # every secret create returned
+    secrets: list[str] = field(default_factory=list)  # every endpoint secret create returned
+    thin_secrets: list[str] = field(default_factory=list)  # every destination's
     fail_lists: int = 0  # answer this many list requests with a 500
     url: str = ""
     ids: Iterator[int] = field(default_factory=itertools.count)
@@ -90,11 +93,73 @@ class FakeStripe:
 
     @property
     def changes(self) -> list[tuple[str, str, dict[str, Any]]]:
-        return [r for r in self.requests if r[0] != "GET"]
+        """What was asked of the (v1) webhook endpoints, besides reading them."""
+        return [r for r in self.requests if r[0] != "GET" and r[1].startswith("/v1/")]
+
+    @property
+    def destination_changes(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [r for r in self.requests if r[0] != "GET" and r[1].startswith("/v2/")]
+
+    def add_destination(
+        self, url: str = URL, enabled_events: list[str] | None = None, *, stage: str | None = None
+    ) -> dict[str, Any]:
+        """A v2 event destination with thin payloads, made elsewhere."""
+        destination = {
+            "id": f"ed_{next(self.ids):04d}fake",
+            "object": "v2.core.event_destination",
+            "name": "made elsewhere",
+            "description": "",
+            "type": "webhook_endpoint",
+            "event_payload": "thin",
+            "enabled_events": enabled_events or ["v1.billing.meter.no_meter_found"],
+            "metadata": {STAGE_TAG: stage} if stage else {},
+            "status": "enabled",
+            "livemode": False,
+            "created": "2026-01-01T00:00:00.000Z",
+            "updated": "2026-01-01T00:00:00.000Z",
+            "webhook_endpoint": {"url": url, "signing_secret": None},
+        }
+        self.destinations.append(destination)
+        return destination
+
+    def destination_answer(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
+        """The v2 API's event destinations: JSON in, JSON out, the URL shown when included."""
+        if path == "/v2/core/event_destinations" and method == "GET":
+            shown = "webhook_endpoint.url" in params.get("include", [])
+            page = [d if shown else redacted(d) for d in self.destinations]
+            return 200, {"data": page, "next_page_url": None, "previous_page_url": None}
+        if path == "/v2/core/event_destinations" and method == "POST":
+            created = self.add_destination(
+                params["webhook_endpoint"]["url"], list(params["enabled_events"])
+            )
+            created.update(name=params["name"], description=params.get("description", ""))
+            created["metadata"] = dict(params.get("metadata", {}))
+            secret = f"whsec_fake_thin_{secrets.token_hex(16)}"
+            self.thin_secrets.append(secret)
+            return 200, {
+                **created,
+                "webhook_endpoint": {**created["webhook_endpoint"], "signing_secret": secret},
+            }
+        match = re.fullmatch(r"/v2/core/event_destinations/(ed_\w+)(/enable)?", path)
+        found = [d for d in self.destinations if match and d["id"] == match[1]]
+        if not found:
+            return 404, error("resource_missing", f"No such event destination: {path}")
+        if match and match[2]:
+            found[0]["status"] = "enabled"
+        elif method == "DELETE":
+            self.destinations.remove(found[0])
+        else:
+            if "enabled_events" in params:
+                found[0]["enabled_events"] = list(params["enabled_events"])
+            if "webhook_endpoint" in params:
+                found[0]["webhook_endpoint"]["url"] = params["webhook_endpoint"]["url"]
+        return 200, found[0]
 
     def answer(self, method: str, path: str, params: dict[str, Any]) -> tuple[int, Any]:
         with self.lock:
             self.requests.append((method, path, params))
+            if path.startswith("/v2/core/event_destinations"):
+                return self.destination_answer(method, path, params)
             if path == "/v1/webhook_endpoints" and method == "GET":
                 if self.fail_lists > 0:
                     self.fail_lists -= 1
@@ -159,6 +224,11 @@ class FakeStripe:
         return 200, found
 
 
+def redacted(destination: dict[str, Any]) -> dict[str, Any]:
+    """What the v2 API shows of a destination unless its URL is asked for."""
+    return {**destination, "webhook_endpoint": {"url": None, "signing_secret": None}}
+
+
 def error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"type": "invalid_request_error", "code": code, "message": message}}
 
@@ -187,11 +257,14 @@ def running_fake_stripe() -> Iterator[FakeStripe]:
             length = int(self.headers.get("Content-Length") or 0)
             form = self.rfile.read(length).decode() if length else ""
             pairs = parse_qsl(url.query, keep_blank_values=True)
-            pairs += parse_qsl(form, keep_blank_values=True)
+            if self.headers.get("Content-Type") == "application/json":  # the v2 API's
+                params = {**decode(pairs), **json.loads(form or "{}")}
+            else:
+                params = decode(pairs + parse_qsl(form, keep_blank_values=True))
             if self.headers.get("Authorization") != f"Bearer {API_KEY}":
                 status, body = 401, error("api_key_invalid", "Invalid API Key provided")
             else:
-                status, body = state.answer(self.command, url.path, decode(pairs))
+                status, body = state.answer(self.command, url.path, params)
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -335,21 +408,35 @@ def test_create_stores_the_secret_in_ssm_and_a_second_sync_changes_nothing(
     assert ours["api_version"] == stripe.api_version
     assert ours["status"] == "enabled"
     assert "stage dev" in ours["description"]
-    [secret] = fake.secrets
-    assert dev.stored_secret() == ("SecureString", secret)
+    # Thin types go to an event destination of their own, at the same URL, whose secret
+    # the parameter holds beside the endpoint's: the webhook verifies both.
+    [destination] = fake.destinations
+    thin = CliRunner().invoke(cli.main, ["enabled-events", "--thin"]).stdout.splitlines()
+    assert (destination["event_payload"], destination["type"]) == ("thin", "webhook_endpoint")
+    assert destination["enabled_events"] == thin == list(wanted_event_types(thin=True))
+    assert destination["webhook_endpoint"]["url"] == URL
+    assert destination["metadata"] == {STAGE_TAG: "dev"}
+    [secret], [thin_secret] = fake.secrets, fake.thin_secrets
+    assert dev.stored_secret() == ("SecureString", f"{secret},{thin_secret}")
     assert f"Created endpoint {ours['id']}. Its signing secret is in {dev.secret_param}" in (
         created.output
     )
+    assert f"Created thin event destination {destination['id']}." in created.output
     assert_no_secret(created, fake, caplog)
+    assert thin_secret not in created.output
 
     again = sync()  # no --yes: with nothing to change, it asks nothing
     assert again.exit_code == 0, again.output
     assert f"Endpoint {ours['id']} is up to date: {URL}, {len(enabled)} event types" in (
         again.output
     )
+    assert f"Thin event destination {destination['id']} is up to date: 2 event types" in (
+        again.output
+    )
     assert "!" not in again.output
     assert len(fake.changes) == 1  # the create
-    assert dev.stored_secret() == ("SecureString", secret)
+    assert len(fake.destination_changes) == 1
+    assert dev.stored_secret() == ("SecureString", f"{secret},{thin_secret}")
 
 
 def test_nothing_is_created_when_the_answer_is_no(dev: DevStage, fake: FakeStripe) -> None:
@@ -379,7 +466,7 @@ def test_a_router_change_is_shown_then_applied_only_when_confirmed(
     [ours] = fake.tagged()
     before = list(ours["enabled_events"])
     secret = dev.stored_secret()
-    monkeypatch.setattr(endpoint, "subscribers", changed_subscribers)
+    monkeypatch.setattr(endpoint_target, "subscribers", changed_subscribers)
 
     declined = sync(input="n\n")
     assert declined.exit_code == 1
@@ -401,7 +488,7 @@ def test_a_router_change_is_shown_then_applied_only_when_confirmed(
     applied = sync("--yes")
     assert applied.exit_code == 0, applied.output
     assert f"Updated endpoint {ours['id']}." in applied.output
-    assert ours["enabled_events"] == list(endpoint.wanted_event_types())
+    assert ours["enabled_events"] == list(wanted_event_types())
     assert "account.updated" in ours["enabled_events"]
     method, path, params = fake.changes[-1]
     assert (method, path) == ("POST", f"/v1/webhook_endpoints/{ours['id']}")
@@ -419,6 +506,10 @@ def test_the_tag_finds_the_endpoint_after_the_url_changed(dev: DevStage, fake: F
     assert moved.exit_code == 0, moved.output
     assert f"  url: {URL} → {OTHER_URL}\n" in moved.output
     assert fake.tagged() == [ours] and ours["url"] == OTHER_URL
+    # The thin destination moves with it, and keeps its secret.
+    [destination] = fake.destinations
+    assert destination["webhook_endpoint"]["url"] == OTHER_URL
+    assert f"Updated thin event destination {destination['id']}." in moved.output
     assert len(fake.endpoints) == 2 and len(fake.secrets) == 1
     assert dev.stored_secret() == secret
 
@@ -452,7 +543,8 @@ def test_a_dashboard_endpoint_is_adopted_and_what_sync_cannot_fix_is_explained(
     assert "run `stripe-events backfill --stage dev --since <when it stopped>`" in out
     assert fake.tagged() == [made]
     assert made["status"] == "enabled" and made["api_version"] == OLD_VERSION
-    assert dev.stored_secret() is None  # Stripe gave no secret: nothing to store
+    # Stripe gave no secret for the endpoint: the parameter holds the new thin one's only.
+    assert dev.stored_secret() == ("SecureString", fake.thin_secrets[0])
 
     # --recreate: a new endpoint with the pinned version; both secrets verify meanwhile.
     dev.put_secret("whsec_the_old_endpoints")
@@ -477,7 +569,7 @@ def test_an_unstorable_secret_undoes_the_create(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    def refuse(target: endpoint.Target, values: list[str]) -> None:
+    def refuse(target: endpoint_target.Target, values: list[str]) -> None:
         # An error that repeats what it was given must not print the secret either.
         raise RuntimeError(f"AccessDeniedException: not allowed to store {values[0]}")
 
@@ -547,6 +639,6 @@ def test_recreate_without_the_old_secret_says_the_old_endpoint_is_refused(
     recreated = sync("--recreate", "--yes")
     assert recreated.exit_code == 0, recreated.output
     assert f"its secret was not in {dev.secret_param}, so the webhook refuses" in recreated.output
-    [secret] = fake.secrets
-    assert dev.stored_secret() == ("SecureString", secret)
+    [secret], [thin] = fake.secrets, fake.thin_secrets
+    assert dev.stored_secret() == ("SecureString", f"{secret},{thin}")
     assert old["metadata"] == {} and fake.tagged() != [old]

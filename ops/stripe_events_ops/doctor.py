@@ -25,19 +25,22 @@ from stripe_events.settings import LOCAL_SECRET, Settings
 from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops import project
 from stripe_events_ops.clients import AwsClients, stripe_client
+from stripe_events_ops.destination import find_destination, list_destinations
 from stripe_events_ops.endpoint import (
+    endpoint_field,
+    find_endpoint,
+    list_endpoints,
+    recreate_advice,
+)
+from stripe_events_ops.endpoint_target import (
     STAGE_TAG,
     EndpointError,
-    endpoint_field,
     error_code,
-    find_endpoint,
     is_live_key,
-    list_endpoints,
     mode_name,
     parameter_secrets,
     parameter_type,
     pinned_api_version,
-    recreate_advice,
     wanted_event_types,
 )
 from stripe_events_ops.options import deployed_stage_option
@@ -395,6 +398,38 @@ class Doctor:
                 recreate_advice(self.stage, self.url or url),
             )
 
+    def thin_destination(self, api_key: str) -> None:
+        """The stage's event destination with thin payloads, when the app handles thin types."""
+        wanted = set(wanted_event_types(thin=True))
+        if not wanted:
+            return
+        fix = self.sync_fix(self.url)
+        found = find_destination(list_destinations(stripe_client(api_key)), self.stage)
+        if found is None:
+            self.report.problem(
+                f"no thin event destination has metadata {STAGE_TAG}={self.stage}: the "
+                f"{len(wanted)} thin type(s) the routers handle never arrive",
+                fix,
+            )
+            return
+        if found.status == "enabled":
+            self.report.ok(f"thin event destination {found.id} is enabled")
+        else:
+            self.report.problem(f"thin event destination {found.id} is disabled", fix)
+        enabled = set(found.enabled_events or [])
+        if enabled == wanted:
+            self.report.ok(
+                f"thin event destination {found.id} sends exactly the {len(wanted)} thin "
+                "type(s) the routers handle"
+            )
+        else:
+            missing, extra = listed(wanted - enabled), listed(enabled - wanted)
+            self.report.problem(
+                f"thin event destination {found.id} differs: missing {missing or 'none'}, "
+                f"unused {extra or 'none'}",
+                fix,
+            )
+
     def event_types(self, endpoint_id: str, enabled: set[str], fix: str) -> None:
         wanted = set(wanted_event_types())
         if "*" in enabled:
@@ -489,6 +524,11 @@ class Doctor:
             report.guard(
                 "the Stripe endpoint",
                 lambda: self.endpoint(api_key, settings),
+                f"check the network, and the API key in {settings.api_key_param}",
+            )
+            report.guard(
+                "the thin event destination",
+                lambda: self.thin_destination(api_key),
                 f"check the network, and the API key in {settings.api_key_param}",
             )
         return report

@@ -15,7 +15,7 @@ fallback by URL adopts an endpoint that was made in the Dashboard.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
@@ -23,87 +23,29 @@ from urllib.parse import urlsplit
 import click
 import stripe
 
-from stripe_events import catalog
-from stripe_events import secrets as stage_secrets
-from stripe_events.errors import SettingsError
-from stripe_events.settings import Settings
-from stripe_events_ops.clients import AwsClients, stripe_client
+from stripe_events_ops.destination import WantedDestination, sync_destination
+from stripe_events_ops.endpoint_target import (
+    PAGE_SIZE,
+    SECRET_CACHE_MINUTES,
+    STAGE_TAG,
+    UNSET,
+    WEBHOOK_PATH,
+    EndpointError,
+    Target,
+    description_for,
+    load_target,
+    mode_name,
+    parameter_secrets,
+    parameter_type,
+    pinned_api_version,
+    redact,
+    store_secrets,
+    wanted_event_types,
+)
 from stripe_events_ops.options import deployed_stage_option
-from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 
 if TYPE_CHECKING:
     from stripe.params import WebhookEndpointCreateParams, WebhookEndpointUpdateParams
-
-STAGE_TAG = "stripe_events_stage"
-WEBHOOK_PATH = "/stripe/webhook"  # the route webhook.py serves
-PAGE_SIZE = 100  # the most Stripe returns per page
-# The webhook caches its secrets this long: a new secret is used within that time, and
-# Stripe retries the deliveries refused meanwhile.
-SECRET_CACHE_MINUTES = stage_secrets.MAX_AGE_SECONDS // 60
-UNSET = "(unset)"
-
-
-class EndpointError(click.ClickException):
-    """The stage's endpoint cannot be told apart or changed; the message says what to do."""
-
-
-def wanted_event_types(thin: bool = False) -> tuple[str, ...]:
-    """The snapshot (or thin) types the app's functions handle, wildcards expanded: what
-    `enabled-events` (`--thin`) prints."""
-    handled = subscribers(routing_app(current_project()))
-    return tuple(sorted(t for t in handled if catalog.is_thin(t) == thin))
-
-
-def pinned_api_version() -> str:
-    """The API version the installed stripe package's types describe."""
-    return str(stripe.api_version)
-
-
-def description_for(stage: str) -> str:
-    return f"stripe-events, stage {stage} (managed by `stripe-events endpoint sync`)"
-
-
-def is_live_key(api_key: str) -> bool:
-    # The rule core.StripeEvents uses: sk_live_…, rk_live_….
-    return "_live_" in api_key
-
-
-def mode_name(live: bool) -> str:
-    return "live mode" if live else "test mode"
-
-
-def error_code(error: Exception) -> str:
-    response = getattr(error, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
-
-
-def parameter_type(ssm: Any, name: str) -> str | None:
-    """The parameter's type (String, StringList, SecureString), or None when it is missing.
-
-    DescribeParameters returns no value, so nothing secret is read to answer.
-    """
-    found = ssm.describe_parameters(ParameterFilters=[{"Key": "Name", "Values": [name]}])
-    for parameter in found.get("Parameters", []):
-        if parameter.get("Name") == name:
-            return str(parameter["Type"])
-    return None
-
-
-def parameter_secrets(ssm: Any, name: str) -> list[str]:
-    """The comma-separated secrets the parameter holds ([] when it is missing)."""
-    try:
-        value = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except ssm.exceptions.ParameterNotFound:
-        return []
-    return [s.strip() for s in str(value).split(",") if s.strip()]
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """An error's message without the secrets a failed call carried."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "whsec_…")
-    return text
 
 
 def list_endpoints(client: stripe.StripeClient) -> list[stripe.WebhookEndpoint]:
@@ -267,73 +209,11 @@ def check_url(url: str) -> str:
     return url
 
 
-@dataclass
-class Target:
-    """A deployed stage, its Stripe client and its SSM client."""
-
-    settings: Settings
-    client: stripe.StripeClient
-    ssm: Any
-    live: bool
-
-    @property
-    def stage(self) -> str:
-        return self.settings.stage
-
-    @property
-    def secret_param(self) -> str:
-        return self.settings.webhook_secret_param
-
-
-def load_target(stage: str) -> Target:
-    try:
-        events = load_events(stage, current_project())
-        settings = events.settings
-        if settings.is_local:
-            raise click.UsageError(
-                f"stage {stage!r} runs on this machine, where Stripe cannot reach it; forward "
-                f"events to it with `stripe listen --forward-to 127.0.0.1:8000{WEBHOOK_PATH}`."
-            )
-        if not settings.webhook_secret_param:
-            raise click.UsageError(
-                f"stage {stage!r} sets no STRIPE_WEBHOOK_SECRET_PARAM, so the signing secret "
-                "would have nowhere to go: set it in .chalice/config.json, e.g. "
-                f"/stripe-events-{stage}/webhook-secret."
-            )
-        api_key = events.api_key
-    except SettingsError as error:
-        raise click.UsageError(str(error)) from None
-    if not api_key:
-        raise click.UsageError(
-            f"stage {stage!r} has no Stripe API key: put one (a restricted key with write "
-            "access to Webhook Endpoints is enough) in the SSM parameter that "
-            "STRIPE_API_KEY_PARAM names, as a SecureString."
-        )
-    live = is_live_key(api_key)
-    if settings.livemode is not None and settings.livemode != live:
-        raise click.UsageError(
-            f"stage {stage!r} accepts {mode_name(settings.livemode)} events only "
-            f"(STRIPE_LIVEMODE), but its API key is a {mode_name(live)} key: that key's "
-            "endpoint would send events the webhook refuses. Store the key of the other mode."
-        )
-    client = stripe_client(api_key)
-    return Target(settings, client, AwsClients(settings.region)("ssm"), live)
-
-
-def store_secrets(target: Target, secrets: list[str]) -> None:
-    target.ssm.put_parameter(
-        Name=target.secret_param,
-        Value=",".join(secrets),
-        Type="SecureString",
-        Overwrite=True,
-        Description=f"Stripe webhook signing secret(s) of stage {target.stage}, newest first",
-    )
-
-
 def create_endpoint(
-    target: Target, wanted: Wanted, replaced: stripe.WebhookEndpoint | None
+    target: Target, wanted: Wanted, replaced: stripe.WebhookEndpoint | None, keep: bool = False
 ) -> tuple[stripe.WebhookEndpoint, int]:
-    """Create the endpoint and store its secret; with `replaced`, keep that one's secrets.
+    """Create the endpoint and store its secret; with `replaced`, keep that one's secrets,
+    and with `keep` (a thin destination's secret is there too), every secret stored.
 
     Returns the endpoint and how many older secrets the parameter kept.
 
@@ -342,7 +222,8 @@ def create_endpoint(
     whose deliveries nothing can verify.
     """
     # While both endpoints deliver, the webhook must verify the old one's signatures too.
-    kept = parameter_secrets(target.ssm, target.secret_param) if replaced is not None else []
+    keeping = replaced is not None or keep
+    kept = parameter_secrets(target.ssm, target.secret_param) if keeping else []
     created = target.client.v1.webhook_endpoints.create(wanted.create_params())
     secret = str(endpoint_field(created, "secret") or "")
     try:
@@ -382,7 +263,15 @@ def show_create(target: Target, wanted: Wanted, replaced: stripe.WebhookEndpoint
     click.echo(f"  signing secret → SSM parameter {target.secret_param}, SecureString{kept}")
 
 
-def sync(target: Target, wanted: Wanted, *, yes: bool, dry_run: bool, recreate: bool) -> None:
+def sync(
+    target: Target,
+    wanted: Wanted,
+    *,
+    yes: bool,
+    dry_run: bool,
+    recreate: bool,
+    keep_secrets: bool = False,
+) -> None:
     existing = find_endpoint(list_endpoints(target.client), target.stage, wanted.url)
     if existing is None or recreate:
         show_create(target, wanted, existing)
@@ -391,7 +280,7 @@ def sync(target: Target, wanted: Wanted, *, yes: bool, dry_run: bool, recreate: 
             return
         if not yes:
             click.confirm("Create it?", abort=True)
-        created, kept = create_endpoint(target, wanted, existing)
+        created, kept = create_endpoint(target, wanted, existing, keep_secrets)
         click.echo(
             f"Created endpoint {created.id}. Its signing secret is in {target.secret_param}; "
             f"the webhook uses it within {SECRET_CACHE_MINUTES} minutes, and Stripe retries "
@@ -509,15 +398,27 @@ def sync_command(stage: str, url: str, yes: bool, dry_run: bool, recreate: bool)
 
     It enables the event types the routers handle (`stripe-events enabled-events`),
     pins the API version of the installed stripe package at creation, and stores the
-    signing secret in the stage's SSM parameter (STRIPE_WEBHOOK_SECRET_PARAM). It shows
-    the difference first and asks before it changes anything. Uses the stage's
+    signing secret in the stage's SSM parameter (STRIPE_WEBHOOK_SECRET_PARAM). When the
+    app handles thin types, it does the same for an event destination with thin
+    payloads, whose secret goes into the parameter beside the endpoint's. It shows the
+    difference first and asks before it changes anything. Uses the stage's
     STRIPE_API_KEY_PARAM key; STRIPE_API_BASE points it at another Stripe-compatible server.
     """
     check_url(url)
     target = load_target(stage)
     wanted = Wanted(stage, url, wanted_event_types(), pinned_api_version())
+    thin = WantedDestination(stage, url, wanted_event_types(thin=True))
     try:
-        sync(target, wanted, yes=yes, dry_run=dry_run, recreate=recreate)
+        sync(
+            target,
+            wanted,
+            yes=yes,
+            dry_run=dry_run,
+            recreate=recreate,
+            keep_secrets=bool(thin.enabled_events),
+        )
+        if thin.enabled_events:
+            sync_destination(target, thin, yes=yes, dry_run=dry_run)
     except stripe.AuthenticationError:
         raise EndpointError(
             f"Stripe refused the API key of stage {stage} (in {target.settings.api_key_param}); "

@@ -37,9 +37,11 @@ from stripe_events_ops.backfill import (
     CHECKPOINTS,
     Backfill,
     BackfillError,
+    ThinBackfill,
     backfill_command,
     check_window,
     expand_types,
+    rfc3339_seconds,
 )
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.project import load_events
@@ -65,6 +67,7 @@ Forced = tuple[int, dict[str, str]]
 @dataclass
 class FakeStripe:
     events: list[dict[str, Any]] = field(default_factory=list)  # oldest first
+    thin_events: list[dict[str, Any]] = field(default_factory=list)  # v2, oldest first
     script: list[Forced | None] = field(default_factory=list)  # answers to force, in turn
     repeat_cursor: bool = False
     requests: list[dict[str, str]] = field(default_factory=list)
@@ -78,6 +81,37 @@ class FakeStripe:
         self.events.append(event)
         self.events.sort(key=lambda e: e["created"])  # stable: same-second events keep order
         return event
+
+    def add_thin(self, event_type: str, created: int) -> dict[str, Any]:
+        """A thin event as the v2 Events API lists it (with its data)."""
+        event_id = f"evt_{len(self.thin_events):04d}thin"
+        notification = samples.sample_event(event_type, event_id=event_id, created=created)
+        event = samples.thin_event(notification)
+        self.thin_events.append(event)
+        self.thin_events.sort(key=lambda e: e["created"])
+        return event
+
+    def list_thin(self, q: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        """GET /v2/core/events: newest first, RFC 3339 bounds, pages by next_page_url."""
+        types = [v for k, v in q.items() if re.fullmatch(r"types\[\d*\]", k)]
+        low, high = q.get("created[gte]", ""), q.get("created[lte]", "9999")
+        seconds = {e["id"]: rfc3339_seconds(e["created"]) for e in self.thin_events}
+
+        def bound(text: str, default: int) -> int:
+            return rfc3339_seconds(text) if text and text != "9999" else default
+
+        kept = [
+            e
+            for e in self.thin_events[::-1]
+            if (not types or e["type"] in types)
+            and bound(low, 0) <= seconds[e["id"]] <= bound(high, 2**40)
+        ]
+        limit, page = int(q.get("limit", "10")), int(q.get("page", "0"))
+        chunk = kept[page * limit : (page + 1) * limit]
+        more = (page + 1) * limit < len(kept)
+        query = "&".join(f"{k}={v}" for k, v in q.items() if k != "page")
+        next_url = f"/v2/core/events?{query}&page={page + 1}" if more else None
+        return 200, {}, {"data": chunk, "next_page_url": next_url, "previous_page_url": None}
 
     def ids(self, since: int = 0, types: frozenset[str] | None = None) -> list[str]:
         """What a backfill from `since` must publish, oldest first."""
@@ -95,6 +129,13 @@ class FakeStripe:
             status, headers = forced
             return status, headers, error("rate_limit", "Too many requests in a short time.")
         newest_first = self.events[::-1]
+        if path == "/v2/core/events":
+            return self.list_thin(query)
+        match_thin = re.fullmatch(r"/v2/core/events/(evt_\w+)", path)
+        if match_thin:
+            found_thin = [e for e in self.thin_events if e["id"] == match_thin[1]]
+            if found_thin:
+                return 200, {}, found_thin[0]
         if path == "/v1/events":
             return self.list_events(newest_first, query)
         match = re.fullmatch(r"/v1/events/(evt_\w+)", path)
@@ -530,3 +571,80 @@ def test_the_command_says_how_to_resume_when_publishing_fails(
     assert result.exit_code == 1
     assert "run the same command again to resume" in result.output
     assert isinstance(result.exception, SystemExit)
+
+
+# Thin events: the v2 Events API -----------------------------------------------------------
+
+METER_ERRORS = "v1.billing.meter.error_report_triggered"
+NO_METER = "v1.billing.meter.no_meter_found"
+
+
+def test_thin_events_are_published_oldest_first_as_their_notifications(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    for n in range(5):
+        fake.add_thin((METER_ERRORS, NO_METER)[n % 2], NOW - HOUR + n * 60)
+    recorder = Recorder()
+    backfill = ThinBackfill(
+        stripe_client(API_KEY, fake.url), store, recorder, Settings(stage="test"), page_size=2
+    )
+    store.record_published(fake.thin_events[1]["id"], NO_METER, NOW, utc_now())  # seen
+
+    report = backfill.run(NOW - 2 * HOUR, NOW, frozenset({METER_ERRORS, NO_METER}))
+
+    expected = [e["id"] for e in fake.thin_events if e["id"] != fake.thin_events[1]["id"]]
+    assert recorder.ids == expected
+    assert (report.read, report.published, report.already_seen) == (5, 4, 1)
+    first = json.loads(recorder.entries[0]["Detail"])
+    # The notification Stripe would have delivered: no data, the related object kept.
+    assert first == {k: v for k, v in fake.thin_events[0].items() if k not in ("data", "context")}
+    assert recorder.entries[0]["DetailType"] == METER_ERRORS
+    pages = [r for r in fake.requests if r["path"] == "/v2/core/events"]
+    assert len(pages) == 3 and pages[0]["types[0]"] == METER_ERRORS
+
+
+def test_a_thin_backfill_resumes_from_its_checkpoint(fake: FakeStripe, store: SqliteStore) -> None:
+    for n in range(4):
+        fake.add_thin(NO_METER, NOW - HOUR + n * 60)
+    recorder = Recorder(fail_after=2)
+    backfill = ThinBackfill(
+        stripe_client(API_KEY, fake.url), store, recorder, Settings(stage="test"), page_size=100
+    )
+    with pytest.raises(PublishFailed):
+        backfill.run(NOW - 2 * HOUR, NOW, frozenset({NO_METER}))
+    recorder.fail_after = None
+    fake.requests.clear()
+    report = backfill.run(NOW - 2 * HOUR, NOW, frozenset({NO_METER}))
+    assert report.resumed_after == fake.thin_events[1]["id"]
+    assert recorder.ids == [e["id"] for e in fake.thin_events]
+    [listing] = [r for r in fake.requests if r["path"] == "/v2/core/events"]
+    # From the checkpoint's second on, not the whole window again.
+    assert listing["created[gte]"] == fake.thin_events[1]["created"].split(".")[0] + "Z"
+
+
+def test_the_command_backfills_thin_types_on_their_own(
+    fake: FakeStripe, runner: CliRunner, recorder: Recorder
+) -> None:
+    add_history(fake, 3, NOW - HOUR, NOW - 10 * 60)
+    fake.add_thin(NO_METER, NOW - HOUR)
+    result = runner.invoke(backfill_command, ["--since", "2h", "--types", "v1.billing.meter.*"])
+    assert result.exit_code == 0, result.output
+    assert recorder.ids == [fake.thin_events[0]["id"]]
+    assert "thin events: " in result.stdout and "published 1," in result.stdout
+    assert not [r for r in fake.requests if r["path"] == "/v1/events"]
+
+
+def test_the_command_without_types_backfills_both_kinds(
+    fake: FakeStripe, runner: CliRunner, recorder: Recorder
+) -> None:
+    add_history(fake, 3, NOW - HOUR, NOW - 10 * 60)
+    fake.add_thin(METER_ERRORS, NOW - HOUR)
+    result = runner.invoke(backfill_command, ["--since", "2h"])
+    assert result.exit_code == 0, result.output
+    assert recorder.ids == [*fake.ids(), fake.thin_events[0]["id"]]
+    [thin_listing] = [r for r in fake.requests if r["path"] == "/v2/core/events"]
+    # The thin types the app handles: what its thin event destination sends.
+    assert sorted(v for k, v in thin_listing.items() if k.startswith("types[")) == [
+        METER_ERRORS,
+        NO_METER,
+    ]

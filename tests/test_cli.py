@@ -15,8 +15,9 @@ from click.testing import CliRunner
 
 from stripe_events import catalog, samples
 from stripe_events.context import Context
+from stripe_events.envelope import parse_event
 from stripe_events.errors import HandlerFailed
-from stripe_events.ledger import Outcome
+from stripe_events.ledger import Outcome, utc_now
 from stripe_events.stores.dynamodb import DynamoStore
 from stripe_events.stores.sqlite import SqliteStore
 from stripe_events.testing import local_dispatcher
@@ -25,6 +26,7 @@ from stripe_events_ops.project import stage_environment
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,
+    FakeStripe,
     create_table,
     local_stage_env,
     loopback_server,
@@ -199,6 +201,39 @@ def test_failures_then_replay_failed_after_the_fix(
     assert "No handler is failing." in runner.invoke(main, ["failures"]).output
     again = runner.invoke(main, ["replay", event["id"]])
     assert again.exit_code == 0, again.output  # replaying a done event runs nothing twice
+
+
+@pytest.mark.parametrize(
+    ("event_type", "handler"),
+    [
+        ("customer.updated", "customers.save_customer"),
+        ("v1.billing.meter.no_meter_found", "billing_meters.alert_meter_errors"),
+    ],
+)
+def test_replay_fetches_a_body_the_ledger_lacks_from_stripe(
+    tmp_path: Path, fake_stripe: FakeStripe, event_type: str, handler: str
+) -> None:
+    event = samples.sample_event(event_type)
+    if catalog.is_thin(event_type):  # the v2 Events API, which has the event's data too
+        fake_stripe.objects[f"/v2/core/events/{event['id']}"] = (200, samples.thin_event(event))
+    else:
+        fake_stripe.objects[f"/v1/events/{event['id']}"] = (200, event)
+    store = SqliteStore(tmp_path / "stripe-events.sqlite3")
+    header = parse_event(json.dumps(event), None)
+    store.record_published(header.id, header.type, header.created, utc_now())  # no body
+    runner = CliRunner(
+        env={
+            "STRIPE_EVENTS_STATE_DIR": str(tmp_path),
+            "STRIPE_API_KEY": "sk_test_replay",
+            "STRIPE_API_BASE": fake_stripe.url,
+        }
+    )
+    result = runner.invoke(main, ["replay", event["id"]])
+    assert result.exit_code == 0, result.output
+    assert f"{event['id']}  {event_type}: {handler} ok" in result.output
+    entry = store.event(event["id"])
+    assert entry is not None
+    assert json.loads(entry.body or "") == event  # a thin event published as its notification
 
 
 def test_replay_explains_what_it_needs(runner: CliRunner) -> None:

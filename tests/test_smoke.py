@@ -102,13 +102,21 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def test_make_run_serves_the_webhook_and_runs_the_functions(server: Server) -> None:
     env = server.env
-    for event_type in ("customer.created", "customer.updated", "account.updated"):
+    thin = "v1.billing.meter.no_meter_found"
+    for event_type in ("customer.created", "customer.updated", "account.updated", thin):
         sent = cli("send", event_type, "--url", server.webhook, env=env)
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert '200 {"received":true' in sent.stdout
-    ledger = cli("ledger", "--json", "--limit", "3", env=env)
+    ledger = cli("ledger", "--json", "--limit", "4", env=env)
     assert ledger.returncode == 0, ledger.stderr
     rows = json.loads(ledger.stdout)
+    # A thin notification runs its handler too; with no STRIPE_API_KEY it alerts without
+    # fetching the event's errors.
+    assert (rows[0]["type"], rows[0]["handlers"]) == (
+        thin,
+        {"billing_meters.alert_meter_errors": "ok"},
+    )
+    rows = rows[1:]
     assert [row["type"] for row in rows] == [
         "account.updated",
         "customer.updated",

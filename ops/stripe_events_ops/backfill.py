@@ -5,6 +5,9 @@ window of it oldest first, so that handlers see events in the order Stripe made 
 and publishes each event the ledger has never seen, exactly as the webhook would. The
 ledger makes a run idempotent; a checkpoint in the store lets the next run start where
 the last one stopped instead of reading the whole window again.
+
+Snapshot events come from the v1 Events API (`Backfill`), thin ones from the v2 Events
+API (`ThinBackfill`), published as the thin notifications Stripe would have sent.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -23,6 +26,7 @@ from typing import Any, Literal, TypeVar
 import click
 import stripe
 from stripe.params import EventListParams
+from stripe.params.v2.core import EventListParams as ThinEventListParams
 
 from stripe_events import catalog, envelope
 from stripe_events.bus import Publisher, publish_event
@@ -33,7 +37,7 @@ from stripe_events.settings import Settings
 from stripe_events.stores import Store
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.durations import parse_since
-from stripe_events_ops.project import current_project, load_events
+from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 
 log = logging.getLogger("stripe_events.backfill")
 
@@ -53,6 +57,8 @@ FIRST_PROBE_SECONDS = 60
 CHECKPOINTS = "backfill_checkpoints"
 
 T = TypeVar("T")
+# What a thin notification carries of its event (the event's `data` stays in Stripe).
+THIN_FIELDS = ("id", "object", "type", "created", "livemode", "context", "related_object", "reason")
 
 
 class BackfillError(Exception):
@@ -99,6 +105,27 @@ class Progress:
 
 
 ProgressCallback = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One event as the Events API listed it, and the body the webhook would have got."""
+
+    id: str
+    type: str
+    created: int
+    body: dict[str, Any]
+
+    @classmethod
+    def snapshot(cls, event: stripe.Event) -> Listed:
+        return cls(event.id, event.type, event.created, event.to_dict(for_json=True))
+
+    @classmethod
+    def thin(cls, event: Any) -> Listed:
+        """A v2 event, as the thin notification its event destination would deliver."""
+        data = event.to_dict()
+        body = {k: data[k] for k in THIN_FIELDS if data.get(k) is not None}
+        return cls(event.id, event.type, rfc3339_seconds(event.created), body)
 
 
 @dataclass(frozen=True)
@@ -176,12 +203,25 @@ class Backfill:
         else:
             events = self._from_window_start(window, filters, since, until)
         covered_from = checkpoint.since if checkpoint else since
-        done: stripe.Event | None = None
+        listed = map(Listed.snapshot, events)
+        return self._publish_all(listed, key, covered_from, types, report, progress)
+
+    def _publish_all(
+        self,
+        events: Iterable[Listed],
+        key: str,
+        covered_from: int,
+        types: frozenset[str] | None,
+        report: Progress,
+        progress: ProgressCallback | None,
+    ) -> Progress:
+        """Handle `events` oldest first, checkpointing each page under `key`."""
+        done: Listed | None = None
         try:
-            for event in events:
-                self._handle(event, types, report)
-                if event.created <= until - self.settle_seconds:
-                    done = event
+            for listed in events:
+                self._handle(listed, types, report)
+                if listed.created <= report.until - self.settle_seconds:
+                    done = listed
                 if done is not None and report.read % self.page_size == 0:
                     self._save_checkpoint(key, covered_from, done, report)
                 if progress is not None:
@@ -192,7 +232,7 @@ class Backfill:
                 self._save_checkpoint(key, covered_from, done, report)
         return report
 
-    def _handle(self, event: stripe.Event, types: frozenset[str] | None, report: Progress) -> None:
+    def _handle(self, event: Listed, types: frozenset[str] | None, report: Progress) -> None:
         report.read += 1
         report.position = max(report.position, event.created)
         if types is not None and event.type not in types:
@@ -201,7 +241,7 @@ class Backfill:
         if self.store.seen(event.id):
             report.already_seen += 1
             return
-        text = json.dumps(event.to_dict(for_json=True), separators=(",", ":"))
+        text = json.dumps(event.body, separators=(",", ":"))
         try:
             header = envelope.parse_event(text, self.settings.livemode)
         except Rejected as error:
@@ -325,12 +365,58 @@ class Backfill:
             return None
         return checkpoint
 
-    def _save_checkpoint(self, key: str, since: int, event: stripe.Event, report: Progress) -> None:
+    def _save_checkpoint(self, key: str, since: int, event: Listed, report: Progress) -> None:
         if report.checkpoint == event.id:
             return
         item = {"since": since, "event_id": event.id, "created": event.created, "at": utc_now()}
         self.store.put(CHECKPOINTS, key, item)
         report.checkpoint = event.id
+
+
+class ThinBackfill(Backfill):
+    """Reads a window of the v2 Events API (thin events) and publishes what the ledger lacks.
+
+    The v2 API lists newest first and pages forward only, so a run reads its window (from
+    the checkpoint on, when it resumes), then publishes oldest first; thin events are few
+    (errors, account changes), and only their notifications are kept meanwhile.
+    """
+
+    def run(
+        self,
+        since: int,
+        until: int,
+        types: frozenset[str] | None = None,
+        *,
+        resume: bool = True,
+        progress: ProgressCallback | None = None,
+    ) -> Progress:
+        check_window(since, until)
+        report = Progress(since, until, position=since)
+        key = "thin-" + checkpoint_key(types)
+        checkpoint = _checkpoint_from(self.store.get(CHECKPOINTS, key)) if resume else None
+        if checkpoint is not None and not checkpoint.covers(since):
+            checkpoint = None
+        start = checkpoint.created if checkpoint is not None else since
+        window: ThinEventListParams = {
+            "created": {"gte": iso(start), "lte": iso(until)},
+            "limit": self.page_size,
+        }
+        if types is not None and len(types) <= MAX_TYPES_PER_REQUEST:
+            window["types"] = sorted(types)
+        listed = self._retrying(
+            lambda: [
+                Listed.thin(e) for e in self.client.v2.core.events.list(window).auto_paging_iter()
+            ]
+        )
+        listed.sort(key=lambda e: (e.created, e.id))
+        if checkpoint is not None:
+            report.resumed_after = checkpoint.event_id
+        covered_from = checkpoint.since if checkpoint else since
+        return self._publish_all(listed, key, covered_from, types, report, progress)
+
+
+def rfc3339_seconds(value: str) -> int:
+    return int(datetime.fromisoformat(value).timestamp())
 
 
 def _checkpoint_from(item: dict[str, Any] | None) -> Checkpoint | None:
@@ -389,36 +475,75 @@ def backfill_command(since: str, types: tuple[str, ...], restart: bool, stage: s
             "read access to Events is enough)."
         )
     client = stripe_client(events.api_key)
-    backfill = Backfill(
-        client, events.store, events.publisher, events.settings, payloads=lambda: events.payloads
+    snapshot, thin = split_kinds(selected)
+    kinds: list[tuple[str, type[Backfill], frozenset[str] | None]] = []
+    if snapshot != frozenset():
+        kinds.append(("Events", Backfill, snapshot))
+    if thin != frozenset():
+        kinds.append(("Thin events", ThinBackfill, thin))
+    for what, kind, chosen in kinds:
+        backfill = kind(
+            client,
+            events.store,
+            events.publisher,
+            events.settings,
+            payloads=lambda: events.payloads,
+        )
+        report = _run_with_progress(backfill, what, start, until, chosen, resume=not restart)
+        if report.resumed_after:
+            click.echo(f"Resumed after {report.resumed_after}, where an earlier run stopped.")
+        prefix = "" if kind is Backfill else "thin events: "
+        click.echo(
+            f"{prefix}{iso(start)} to {iso(until)}: read {report.read} events, published "
+            f"{report.published}, already in the ledger {report.already_seen}, "
+            f"other types {report.other_types}."
+        )
+
+
+def split_kinds(
+    selected: frozenset[str] | None,
+) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """(snapshot types, thin types) to backfill; None is every type, empty is none.
+
+    With no selection: every snapshot event, and the thin types the app handles (its
+    thin event destination sends no other).
+    """
+    if selected is None:
+        handled = subscribers(routing_app(current_project()))
+        return None, frozenset(t for t in handled if catalog.is_thin(t))
+    return (
+        frozenset(t for t in selected if not catalog.is_thin(t)),
+        frozenset(t for t in selected if catalog.is_thin(t)),
     )
+
+
+def _run_with_progress(
+    backfill: Backfill,
+    what: str,
+    start: int,
+    until: int,
+    types: frozenset[str] | None,
+    *,
+    resume: bool,
+) -> Progress:
     length = max(until - start, 1)
 
     def label(report: Progress | None) -> str | None:
         return None if report is None else f"{report.published} published"
 
     with click.progressbar(
-        length=length,
-        label=f"Events since {iso(start)}",
-        item_show_func=label,
-        file=sys.stderr,
+        length=length, label=f"{what} since {iso(start)}", item_show_func=label, file=sys.stderr
     ) as bar:
 
         def show(report: Progress) -> None:
             bar.update(report.position - start - bar.pos, report)
 
         try:
-            report = backfill.run(start, until, selected, resume=not restart, progress=show)
+            report = backfill.run(start, until, types, resume=resume, progress=show)
         except (BackfillError, PublishFailed, stripe.StripeError) as error:
             raise click.ClickException(
                 f"{error} Events handled so far are in the ledger; run the same command "
                 "again to resume."
             ) from None
         bar.update(length - bar.pos, report)
-    if report.resumed_after:
-        click.echo(f"Resumed after {report.resumed_after}, where an earlier run stopped.")
-    click.echo(
-        f"{iso(start)} to {iso(until)}: read {report.read} events, published "
-        f"{report.published}, already in the ledger {report.already_seen}, "
-        f"other types {report.other_types}."
-    )
+    return report

@@ -7,11 +7,13 @@ import sys
 
 import click
 
+from stripe_events import catalog
 from stripe_events.bus import publish_event
 from stripe_events.core import StripeEvents
 from stripe_events.envelope import parse_event, to_entry
 from stripe_events.errors import PublishFailed
 from stripe_events.ledger import LedgerEntry
+from stripe_events_ops.backfill import Listed
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.options import iso_since, since_option, stage_events, stage_option
 
@@ -64,8 +66,10 @@ def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
     if body is None and events.api_key:
         # The same client as backfill's: STRIPE_API_BASE applies, and JSON as Stripe sent it.
         client = stripe_client(events.api_key)
-        fetched = client.v1.events.retrieve(entry.id)
-        body = json.dumps(fetched.to_dict(for_json=True))
+        if catalog.is_thin(entry.type):  # the v2 Events API; published as its notification
+            body = json.dumps(Listed.thin(client.v2.core.events.retrieve(entry.id)).body)
+        else:
+            body = json.dumps(client.v1.events.retrieve(entry.id).to_dict(for_json=True))
     if body is None:
         click.echo(
             f"{entry.id}: no body in the ledger (no function received it); set "

@@ -648,3 +648,19 @@ def test_the_command_without_types_backfills_both_kinds(
         METER_ERRORS,
         NO_METER,
     ]
+
+
+def test_a_thin_checkpoint_stripe_does_not_know_is_ignored(
+    fake: FakeStripe, store: SqliteStore
+) -> None:
+    for n in range(3):
+        fake.add_thin(NO_METER, NOW - HOUR + n * 60)
+    # Of another account: it would skip the whole window, since it is at its very end.
+    stale = {"since": NOW - 3 * HOUR, "event_id": "evt_of_another_account", "created": NOW}
+    store.put(CHECKPOINTS, "thin-all", stale)
+    recorder = Recorder()
+    backfill = ThinBackfill(stripe_client(API_KEY, fake.url), store, recorder, Settings(stage="t"))
+    report = backfill.run(NOW - 2 * HOUR, NOW)
+    assert report.resumed_after is None
+    assert recorder.ids == [e["id"] for e in fake.thin_events]
+    assert fake.requests[0]["path"] == "/v2/core/events/evt_of_another_account"

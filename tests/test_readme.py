@@ -63,3 +63,12 @@ def test_the_handler_example_and_its_test_run_as_written(tmp_path: Path) -> None
     exec(compile(handler, "README:handler", "exec"), namespace)
     exec(compile(test, "README:test", "exec"), namespace)
     namespace["test_an_early_fraud_warning_flags_its_charge"](tmp_path)
+
+
+def test_the_thin_handler_example_and_its_test_run_as_written(tmp_path: Path) -> None:
+    [handler] = [b for b in python_blocks() if 'Router("unmetered")' in b]
+    [test] = [b for b in python_blocks() if "def test_unmetered_usage_is_reported" in b]
+    namespace: dict[str, Any] = {}
+    exec(compile(handler, "README:thin handler", "exec"), namespace)
+    exec(compile(test, "README:thin test", "exec"), namespace)
+    namespace["test_unmetered_usage_is_reported"](tmp_path)

@@ -154,6 +154,8 @@ class Backfill:
     webhook does; without it, every entry is published whatever its size.
     """
 
+    checkpoint_prefix = ""  # each kind keeps its checkpoints apart
+
     def __init__(
         self,
         client: stripe.StripeClient,
@@ -189,22 +191,32 @@ class Backfill:
         """Publish, oldest first, every event created in [since, until] the ledger lacks."""
         check_window(since, until)
         report = Progress(since, until, position=since)
+        key = self.checkpoint_prefix + checkpoint_key(types)
+        checkpoint = self._usable_checkpoint(key, since) if resume else None
+        if checkpoint is not None:
+            report.resumed_after = checkpoint.event_id
+        events = self._listed(since, until, types, checkpoint)
+        covered_from = checkpoint.since if checkpoint else since
+        return self._publish_all(events, key, covered_from, types, report, progress)
+
+    def _listed(
+        self, since: int, until: int, types: frozenset[str] | None, checkpoint: Checkpoint | None
+    ) -> Iterable[Listed]:
+        """The window's events oldest first; after the checkpoint's event, when resuming."""
         filters = self._type_filter(types)
         window: EventListParams = {
             **filters,
             "limit": self.page_size,
             "created": {"gte": since, "lte": until},
         }
-        key = checkpoint_key(types)
-        checkpoint = self._usable_checkpoint(key, since) if resume else None
         if checkpoint is not None:
-            report.resumed_after = checkpoint.event_id
             events = self._paged(window, "ending_before", checkpoint.event_id)
         else:
             events = self._from_window_start(window, filters, since, until)
-        covered_from = checkpoint.since if checkpoint else since
-        listed = map(Listed.snapshot, events)
-        return self._publish_all(listed, key, covered_from, types, report, progress)
+        return map(Listed.snapshot, events)
+
+    def _retrieve(self, event_id: str) -> object:
+        return self.client.v1.events.retrieve(event_id)
 
     def _publish_all(
         self,
@@ -356,7 +368,7 @@ class Backfill:
         if checkpoint is None or not checkpoint.covers(since):
             return None
         try:
-            self._retrying(lambda: self.client.v1.events.retrieve(checkpoint.event_id))
+            self._retrying(lambda: self._retrieve(checkpoint.event_id))
         except stripe.InvalidRequestError as error:
             # A key of another account or mode has never seen that event: start afresh.
             if error.http_status != 404:
@@ -381,21 +393,12 @@ class ThinBackfill(Backfill):
     (errors, account changes), and only their notifications are kept meanwhile.
     """
 
-    def run(
-        self,
-        since: int,
-        until: int,
-        types: frozenset[str] | None = None,
-        *,
-        resume: bool = True,
-        progress: ProgressCallback | None = None,
-    ) -> Progress:
-        check_window(since, until)
-        report = Progress(since, until, position=since)
-        key = "thin-" + checkpoint_key(types)
-        checkpoint = _checkpoint_from(self.store.get(CHECKPOINTS, key)) if resume else None
-        if checkpoint is not None and not checkpoint.covers(since):
-            checkpoint = None
+    checkpoint_prefix = "thin-"
+
+    def _listed(
+        self, since: int, until: int, types: frozenset[str] | None, checkpoint: Checkpoint | None
+    ) -> Iterable[Listed]:
+        # From the checkpoint's second on: what it covered the ledger has, and skips.
         start = checkpoint.created if checkpoint is not None else since
         window: ThinEventListParams = {
             "created": {"gte": iso(start), "lte": iso(until)},
@@ -408,11 +411,10 @@ class ThinBackfill(Backfill):
                 Listed.thin(e) for e in self.client.v2.core.events.list(window).auto_paging_iter()
             ]
         )
-        listed.sort(key=lambda e: (e.created, e.id))
-        if checkpoint is not None:
-            report.resumed_after = checkpoint.event_id
-        covered_from = checkpoint.since if checkpoint else since
-        return self._publish_all(listed, key, covered_from, types, report, progress)
+        return sorted(listed, key=lambda e: (e.created, e.id))
+
+    def _retrieve(self, event_id: str) -> object:
+        return self.client.v2.core.events.retrieve(event_id)
 
 
 def rfc3339_seconds(value: str) -> int:

@@ -20,6 +20,7 @@ from stripe_events_ops.endpoint_target import (
     STAGE_TAG,
     EndpointError,
     Target,
+    change_lines,
     description_for,
     parameter_secrets,
     redact,
@@ -113,18 +114,7 @@ class DestinationDiff:
         return cast("EventDestinationUpdateParams", params)
 
     def lines(self) -> list[str]:
-        lines = []
-        if self.url:
-            lines.append(f"  url: {self.url[0]} → {self.url[1]}")
-        if self.enable:
-            lines.append("  status: disabled → enabled")
-        if self.added or self.removed:
-            lines.append(
-                f"  enabled_events: {len(self.added)} to add, {len(self.removed)} to remove"
-            )
-            lines += [f"    + {t}" for t in self.added]
-            lines += [f"    - {t}" for t in self.removed]
-        return lines
+        return change_lines(self.url, self.enable, self.added, self.removed)
 
 
 def diff_destination(existing: EventDestination, wanted: WantedDestination) -> DestinationDiff:

@@ -32,6 +32,7 @@ from stripe_events_ops.endpoint_target import (
     WEBHOOK_PATH,
     EndpointError,
     Target,
+    change_lines,
     description_for,
     load_target,
     mode_name,
@@ -151,17 +152,7 @@ class Diff:
         return cast("WebhookEndpointUpdateParams", params)
 
     def lines(self) -> list[str]:
-        lines = []
-        if self.url:
-            lines.append(f"  url: {self.url[0]} → {self.url[1]}")
-        if self.enable:
-            lines.append("  status: disabled → enabled")
-        if self.added or self.removed:
-            lines.append(
-                f"  enabled_events: {len(self.added)} to add, {len(self.removed)} to remove"
-            )
-            lines += [f"    + {t}" for t in self.added]
-            lines += [f"    - {t}" for t in self.removed]
+        lines = change_lines(self.url, self.enable, self.added, self.removed)
         if self.description:
             lines.append(f"  description: {self.description[0]!r} → {self.description[1]!r}")
         if self.tag:

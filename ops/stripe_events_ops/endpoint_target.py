@@ -46,6 +46,23 @@ def description_for(stage: str) -> str:
     return f"stripe-events, stage {stage} (managed by `stripe-events endpoint sync`)"
 
 
+def change_lines(
+    url: tuple[str, str] | None, enable: bool, added: Iterable[str], removed: Iterable[str]
+) -> list[str]:
+    """How `endpoint sync` shows the changes an endpoint and a destination have in common."""
+    added, removed = list(added), list(removed)
+    lines = []
+    if url:
+        lines.append(f"  url: {url[0]} → {url[1]}")
+    if enable:
+        lines.append("  status: disabled → enabled")
+    if added or removed:
+        lines.append(f"  enabled_events: {len(added)} to add, {len(removed)} to remove")
+        lines += [f"    + {t}" for t in added]
+        lines += [f"    - {t}" for t in removed]
+    return lines
+
+
 def is_live_key(api_key: str) -> bool:
     # The rule core.StripeEvents uses: sk_live_…, rk_live_….
     return "_live_" in api_key

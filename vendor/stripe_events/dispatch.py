@@ -122,7 +122,7 @@ class Dispatcher:
             logger = logging.getLogger(f"stripe_events.{handler.name}")
             # Lambda ends this run by its deadline: a claim it takes is free after that.
             lease = lambda_context.get_remaining_time_in_millis() / 1000 + CLOCK_SKEW_SECONDS
-            stripe_client = _bound(client, event)
+            stripe_client = bound_client(client, event)
             context = Context(
                 self.store, logger, handler.name, stripe_client, self.notifier, header.id, lease
             )
@@ -178,7 +178,7 @@ class Dispatcher:
         return Outcome("ok", attempts, utc_now())
 
 
-def _bound(client: stripe.StripeClient | None, event: Any) -> stripe.StripeClient | None:
+def bound_client(client: stripe.StripeClient | None, event: Any) -> stripe.StripeClient | None:
     """The client for a handler: for a thin event, bound to its context (the connected
     account it happened in), as the notification's own fetches are."""
     context = getattr(event, "context", None) if isinstance(event, EventNotification) else None

@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl, urlsplit
 import boto3
 import pytest
 import stripe
-from aws_lambda_powertools.utilities import parameters
 from click.testing import CliRunner, Result
 
+from stripe_events import secrets as stage_secrets
 from stripe_events_ops import cli, endpoint, endpoint_target, project
 from stripe_events_ops.clients import API_BASE_VARIABLE
 from stripe_events_ops.endpoint import endpoint_group
@@ -320,8 +320,8 @@ def delete_parameters(*names: str) -> None:
 
 
 def forget_cached_parameters() -> None:
-    """Powertools caches parameters by name, across tests; the app would read them afresh."""
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    """Parameters are cached by name, across tests; the app would read them afresh."""
+    stage_secrets.forget()
 
 
 @contextmanager

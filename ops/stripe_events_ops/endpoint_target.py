@@ -167,3 +167,4 @@ def store_secrets(target: Target, secrets: list[str]) -> None:
         Overwrite=True,
         Description=f"Stripe webhook signing secret(s) of stage {target.stage}, newest first",
     )
+    stage_secrets.forget()  # what this process reads next is the new value

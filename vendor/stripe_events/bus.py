@@ -71,8 +71,9 @@ class EventBridgePublisher(Publisher):
         budget_seconds: float = RETRY_BUDGET_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        import boto3
         from botocore.config import Config
+
+        import stripe_events.aws as aws
 
         # Our own loop retries within the budget, so botocore must not retry on its own.
         config = Config(
@@ -80,8 +81,7 @@ class EventBridgePublisher(Publisher):
             connect_timeout=0.5,
             read_timeout=1.0,
         )
-        # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
-        self.client = boto3.client("events", region_name=region, config=config)
+        self.client = aws.client("events", region, config)
         self.budget_seconds = budget_seconds
         self.sleep = sleep
 

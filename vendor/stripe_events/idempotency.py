@@ -45,6 +45,7 @@ def open_idempotency(settings: Settings) -> BasePersistenceLayer:
         return SqlitePersistenceLayer(settings.state_dir / "idempotency.sqlite3")
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
+    import stripe_events.aws as aws
     from stripe_events.stores.dynamodb import FAIL_FAST
 
     # The ledger's table: records live under one partition, keyed by the hashed key.
@@ -55,6 +56,7 @@ def open_idempotency(settings: Settings) -> BasePersistenceLayer:
         expiry_attr=TTL_ATTRIBUTE,
         static_pk_value=IDEMPOTENCY_PARTITION,
         boto_config=FAIL_FAST,
+        boto3_session=aws.session(),
     )
 
 

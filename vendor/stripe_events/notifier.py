@@ -39,10 +39,10 @@ class Notifier(ABC):
 
 class SnsNotifier(Notifier):
     def __init__(self, topic_arn: str, region: str) -> None:
-        import boto3
+        import stripe_events.aws as aws
 
         self.topic_arn = topic_arn
-        self.client = boto3.client("sns", region_name=region)
+        self.client = aws.client("sns", region)
 
     def send(self, notification: Notification) -> None:
         attributes = {"type": {"DataType": "String", "StringValue": notification.kind}}

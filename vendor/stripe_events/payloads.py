@@ -94,8 +94,9 @@ class S3PayloadStore(PayloadStore):
     kind = "s3"
 
     def __init__(self, bucket: str, region: str) -> None:
-        import boto3
         from botocore.config import Config
+
+        import stripe_events.aws as aws
 
         # The webhook saves while Stripe waits (about 10 s) and PutEvents still has to
         # follow, so a slow S3 must fail fast: the webhook then answers 503 and Stripe retries.
@@ -104,8 +105,7 @@ class S3PayloadStore(PayloadStore):
             read_timeout=2.0,
             retries={"mode": "standard", "total_max_attempts": 2},
         )
-        # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
-        self.client = boto3.client("s3", region_name=region, config=config)
+        self.client = aws.client("s3", region, config)
         self.bucket = bucket
 
     def save(self, name: str, body: str, folder: str = EVENTS_FOLDER) -> PayloadRef:

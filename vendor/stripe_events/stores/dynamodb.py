@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
+import stripe_events.aws as aws
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.payloads import (
     PayloadStore,
@@ -92,8 +92,7 @@ class DynamoStore(Store):
         self, table: str, region: str, payloads: Callable[[], PayloadStore] | None = None
     ) -> None:
         self.table = table
-        # boto3 honours AWS_ENDPOINT_URL, which is how tests point it at a moto server.
-        self.client = boto3.client("dynamodb", region_name=region, config=FAIL_FAST)
+        self.client = aws.client("dynamodb", region, FAIL_FAST)
         self.payloads = payloads
 
     def _payload_store(self, why: str) -> PayloadStore:

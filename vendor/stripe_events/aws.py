@@ -1,0 +1,37 @@
+"""One boto3 session for every AWS client the runtime makes, Powertools' included.
+
+A client built from its own session loads the endpoint and service data again, which a
+function pays for on its first event; Powertools' utilities make a session of their own
+unless given one. Building clients from one session is guarded by a lock, since a
+session is not thread-safe (the clients themselves are).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.config import Config
+
+_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
+def session() -> boto3.session.Session:
+    global _session
+    with _lock:
+        if _session is None:
+            import boto3
+
+            _session = boto3.session.Session()
+        return _session
+
+
+def client(service: str, region: str, config: Config | None = None) -> Any:
+    """A client of `service` (boto3 honours AWS_ENDPOINT_URL, which is how tests point it
+    at a moto server)."""
+    shared = session()
+    with _lock:
+        return shared.client(service, region_name=region, config=config)

@@ -32,5 +32,10 @@ stress: $(STAMP)
 	STRIPE_EVENTS_RACE_ROUNDS=$(ROUNDS) STRIPE_EVENTS_RACE_EXAMPLES=$(ROUNDS) \
 		$(BIN)/pytest -p no:cacheprovider tests/test_concurrency.py
 
+# After upgrading stripe: the event types the routers check their names against.
+.PHONY: catalog
+catalog: $(STAMP)
+	$(BIN)/python -c "from stripe_events import catalog; catalog.write_data()"
+
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis

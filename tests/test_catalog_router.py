@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
+import stripe
 from chalice.app import CloudWatchEventConfig
 
 from stripe_events import catalog
@@ -10,7 +17,8 @@ from stripe_events.context import Context
 from stripe_events.errors import UnknownEventType
 from stripe_events.router import Router
 from stripe_events.settings import Settings
-from tests.helpers import load_app, local_stage_env, resource_routers
+from stripe_events_ops.project import stage_environment
+from tests.helpers import ROOT, load_app, local_stage_env, resource_routers
 
 ISSUE_TYPES = [
     "invoice.payment_failed",
@@ -29,6 +37,53 @@ def test_the_catalog_is_stripes_own_list() -> None:
     assert len(types) > 200
     assert set(ISSUE_TYPES) <= set(types)
     assert list(types) == sorted(set(types))
+
+
+def test_the_catalogs_data_file_is_what_the_installed_stripe_package_says() -> None:
+    assert json.loads(catalog.DATA.read_text()) == catalog.from_package(), "run `make catalog`"
+    assert catalog.installed_stripe_version() == stripe.VERSION
+    requirement = (ROOT / "requirements.txt").read_text()
+    assert f"stripe=={stripe.VERSION}\n" in requirement  # what the Lambda package holds
+
+
+def test_with_another_stripe_version_the_catalog_is_read_from_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = {"stripe_version": "0.0.1", "snapshot": ["invoice.paid"], "thin": []}
+    (tmp_path / "event_types.json").write_text(json.dumps(older))
+    monkeypatch.setattr(catalog, "DATA", tmp_path / "event_types.json")
+    catalog._catalog.cache_clear()
+    try:
+        assert catalog._catalog() == catalog.from_package()
+        monkeypatch.setattr(catalog, "installed_stripe_version", lambda: "0.0.1")
+        catalog._catalog.cache_clear()
+        assert catalog._catalog() == older  # the file, when it is of the installed version
+    finally:
+        catalog._catalog.cache_clear()
+
+
+def test_the_webhook_function_never_imports_stripe_or_idempotency() -> None:
+    # Importing stripe costs more than the rest of a cold start; the webhook needs neither
+    # it nor Powertools' idempotency. An event function preloads both during its init.
+    probe = (
+        "import sys, app; "
+        "print(sorted(m for m in ('stripe', 'aws_lambda_powertools.utilities.idempotency') "
+        "if m in sys.modules))"
+    )
+    preloaded = "['aws_lambda_powertools.utilities.idempotency', 'stripe']"
+    for stage in ("local", "prod"):
+        for handler, expected in (("app.app", "[]"), ("app.on_customer_event", preloaded)):
+            env = {
+                **os.environ,
+                **stage_environment(stage, ROOT),
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "_HANDLER": handler,
+            }
+            result = subprocess.run(
+                [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+            )
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() == expected, (stage, handler)
 
 
 def test_types_are_grouped_by_resource() -> None:

@@ -14,21 +14,22 @@ says so and carries what the notification itself gives.
 
 from __future__ import annotations
 
-from typing import Any
-
-from stripe.events import (
-    V1BillingMeterErrorReportTriggeredEventNotification,
-    V1BillingMeterNoMeterFoundEventNotification,
-)
+from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
 
-router = Router("billing_meters")
+if TYPE_CHECKING:  # for annotations only: the webhook function imports this module too
+    from stripe.events import (
+        V1BillingMeterErrorReportTriggeredEventNotification,
+        V1BillingMeterNoMeterFoundEventNotification,
+    )
 
-MeterErrorNotification = (
-    V1BillingMeterErrorReportTriggeredEventNotification
-    | V1BillingMeterNoMeterFoundEventNotification
-)
+    MeterErrorNotification = (
+        V1BillingMeterErrorReportTriggeredEventNotification
+        | V1BillingMeterNoMeterFoundEventNotification
+    )
+
+router = Router("billing_meters")
 
 
 @router.on("v1.billing.meter.error_report_triggered", "v1.billing.meter.no_meter_found")

@@ -16,12 +16,13 @@ whichever arrives last, the newest state wins.
 
 from __future__ import annotations
 
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot, apply_summary
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("charges")
 
@@ -73,6 +74,8 @@ def refunds_of(charge: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _refund_event(charge_event: stripe.Event, refund: dict[str, Any]) -> stripe.Event:
     """The refund as the charge event shows it, versioned by that event."""
+    import stripe  # here, not at the top: the webhook function imports this module too
+
     envelope = {
         "id": charge_event.id,
         "object": "event",

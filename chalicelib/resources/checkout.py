@@ -19,13 +19,14 @@ warning: nothing says whether it was paid.
 
 from __future__ import annotations
 
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
 from stripe_events.claims import once_per_object
 from stripe_events.projection import apply_snapshot, order_key
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("checkout")
 

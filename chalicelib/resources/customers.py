@@ -12,10 +12,13 @@ Stripe API has it now instead (when STRIPE_API_KEY is set).
 
 from __future__ import annotations
 
-import stripe
+from typing import TYPE_CHECKING
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("customers")
 

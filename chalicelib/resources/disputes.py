@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from contextlib import suppress
 from datetime import UTC, datetime
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot, apply_summary
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("disputes")
 
@@ -86,6 +87,8 @@ def customer_of(ctx: Context, event: stripe.Event, charge_id: str | None) -> str
     if stored is not None:
         charge = stored["object"]
     elif ctx.stripe is not None:
+        import stripe  # here, not at the top: the webhook function imports this module too
+
         # A connected account's charge is only visible through that account.
         account = getattr(event, "account", None)
         options: stripe.RequestOptions = {"stripe_account": account} if account else {}

@@ -14,9 +14,7 @@ their `paid` and `forgiven` booleans mean (`projection.status_of`).
 
 from __future__ import annotations
 
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
 from stripe_events.projection import (
@@ -25,6 +23,9 @@ from stripe_events.projection import (
     order_key,
     status_of,
 )
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("invoices")
 

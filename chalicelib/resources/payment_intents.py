@@ -13,10 +13,13 @@ statuses API versions before 2019-02-11 named otherwise are given their current 
 
 from __future__ import annotations
 
-import stripe
+from typing import TYPE_CHECKING
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot, apply_summary
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("payment_intents")
 

@@ -7,10 +7,13 @@ paid, when the bank returns it days later: every `payout.failed` event alerts, o
 
 from __future__ import annotations
 
-import stripe
+from typing import TYPE_CHECKING
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("payouts")
 

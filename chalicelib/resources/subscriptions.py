@@ -18,13 +18,14 @@ is the feature), and subscriptions with a top-level `plan` and `quantity` and no
 
 from __future__ import annotations
 
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
 from stripe_events.projection import apply_snapshot, apply_summary
 from stripe_events.stores import Store
+
+if TYPE_CHECKING:
+    import stripe
 
 router = Router("subscriptions")
 

@@ -1,4 +1,4 @@
-"""Every event type Stripe documents, read from the installed stripe package.
+"""Every event type Stripe documents, as the installed stripe package knows them.
 
 Two kinds, told apart by their names:
 
@@ -8,41 +8,82 @@ Two kinds, told apart by their names:
   `v2.core.account.updated`): the package has one typed `…EventNotification` class per
   type (stripe.events). Their names always start with the API version, `v1.` or `v2.`.
 
-Upgrading `stripe` updates the catalog.
+Routers check their names when app.py is imported, in every function, and the webhook's
+never needs the stripe package otherwise: importing it costs more than all the rest of a
+cold start. So the lists are read from `data/event_types.json`, written from the package
+by `make catalog` (a test fails while it is stale). With another version of stripe
+installed than the file was written from, they are read from the package itself.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib.util
+import json
 import re
 import typing
 from collections import defaultdict
 from functools import cache
-
-import stripe
+from pathlib import Path
+from typing import Any
 
 from stripe_events.errors import UnknownEventType
 
 WILDCARD = "*"
 THIN_PREFIX = re.compile(r"v\d+\.")
+DATA = Path(__file__).parent / "data" / "event_types.json"
+
+
+@cache
+def _catalog() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DATA.read_text(encoding="utf-8"))
+    if data["stripe_version"] == installed_stripe_version():
+        return data
+    return from_package()
+
+
+def installed_stripe_version() -> str:
+    """The version of the installed stripe package, read without importing it."""
+    spec = importlib.util.find_spec("stripe")
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError("the stripe package is not installed")
+    text = (Path(spec.origin).parent / "_version.py").read_text(encoding="utf-8")
+    found = re.search(r"^VERSION\s*=\s*[\"']([^\"']+)[\"']", text, flags=re.M)
+    return found[1] if found else ""
+
+
+def from_package() -> dict[str, Any]:
+    """The catalog, from the stripe package itself (what `make catalog` writes)."""
+    import stripe
+    from stripe.events._event_classes import _V2_EVENT_NOTIFICATION_CLASS_LOOKUP
+
+    return {
+        "stripe_version": stripe.VERSION,
+        "snapshot": sorted(typing.get_args(stripe.Event.__annotations__["type"])),
+        # The package's lookup table, which imports no class (a test checks it against
+        # the classes of stripe.events.ALL_EVENT_NOTIFICATIONS).
+        "thin": sorted(_V2_EVENT_NOTIFICATION_CLASS_LOOKUP),
+    }
+
+
+def write_data(path: Path = DATA) -> None:
+    path.write_text(json.dumps(from_package(), indent=1) + "\n", encoding="utf-8")
+
+
+def stripe_version() -> str:
+    return str(_catalog()["stripe_version"])
 
 
 @cache
 def event_types() -> tuple[str, ...]:
     """The snapshot event types."""
-    return tuple(sorted(typing.get_args(stripe.Event.__annotations__["type"])))
+    return tuple(_catalog()["snapshot"])
 
 
 @cache
 def thin_event_types() -> tuple[str, ...]:
-    """The thin event types: those the package has a typed notification class for.
-
-    Read from the package's lookup table, which imports no class (a test checks it
-    against the classes of stripe.events.ALL_EVENT_NOTIFICATIONS).
-    """
-    from stripe.events._event_classes import _V2_EVENT_NOTIFICATION_CLASS_LOOKUP
-
-    return tuple(sorted(_V2_EVENT_NOTIFICATION_CLASS_LOOKUP))
+    """The thin event types: those the package has a typed notification class for."""
+    return tuple(_catalog()["thin"])
 
 
 def is_thin(name: str) -> bool:
@@ -98,6 +139,6 @@ def expand(name: str) -> list[str]:
         close = difflib.get_close_matches(name, all_event_types(), n=5, cutoff=0.6)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise UnknownEventType(
-        f"{name!r} is not an event type Stripe documents (stripe {stripe.VERSION}).{hint} "
+        f"{name!r} is not an event type Stripe documents (stripe {stripe_version()}).{hint} "
         "Run `stripe-events catalog` for the full list."
     )

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import stripe
+from typing import TYPE_CHECKING, Any
 
 from stripe_events.notifier import Notification, Notifier
 from stripe_events.stores import Store
+
+if TYPE_CHECKING:
+    import stripe
 
 NOTIFICATIONS = "notifications"
 # How long a claim (`claims.once_per_object`) is held when the run's deadline is unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -11,7 +12,6 @@ from chalice.app import IAMAuthorizer
 import stripe_events.observability as observability
 import stripe_events.secrets as secrets
 from stripe_events.bus import EventBridgePublisher, LocalBus, Publisher
-from stripe_events.dispatch import Dispatcher
 from stripe_events.errors import SettingsError
 from stripe_events.notifier import Notifier, open_notifier
 from stripe_events.payloads import PayloadStore, open_payload_store
@@ -22,7 +22,21 @@ from stripe_events.webhook import webhook_blueprint
 if TYPE_CHECKING:
     from chalice.app import CloudWatchEvent
 
+    from stripe_events.dispatch import Dispatcher
     from stripe_events.router import Router
+
+
+# The Lambda handler of the REST API, the webhook's function, as Lambda names it in
+# _HANDLER; every other handler of app.py is an event function.
+REST_API_HANDLER = "app.app"
+
+
+def preload_for(handler: str) -> None:
+    """In an event function, import what dispatch needs (stripe, Powertools' idempotency)
+    while Lambda initialises the function, rather than on its first event. The webhook's
+    function never needs them, so it does not pay for them."""
+    if handler and handler != REST_API_HANDLER:
+        import stripe_events.dispatch  # noqa: F401
 
 
 def open_store(settings: Settings, payloads: Callable[[], PayloadStore] | None = None) -> Store:
@@ -78,6 +92,7 @@ class StripeEvents:
 
     @classmethod
     def from_env(cls) -> StripeEvents:
+        preload_for(os.environ.get("_HANDLER", ""))
         return cls(Settings.from_env().check_secrets())
 
     @property
@@ -139,6 +154,7 @@ class StripeEvents:
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
+        from stripe_events.dispatch import Dispatcher
         from stripe_events.idempotency import open_idempotency
 
         client = None

@@ -60,12 +60,13 @@ Limits:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
-
-import stripe
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stripe_events.context import Context
 from stripe_events.envelope import MAX_CREATED
+
+if TYPE_CHECKING:
+    import stripe
 
 # Per object type, statuses an object cannot leave for a lower one. Unlisted statuses
 # rank 1, equal to each other, because objects move back and forth among them.
@@ -207,6 +208,8 @@ def _retrieve(
     client: stripe.StripeClient, event: stripe.Event, obj: dict[str, Any]
 ) -> tuple[dict[str, Any], bool]:
     """The object as the API has it now, and whether it is gone."""
+    import stripe  # here, not at the top: the webhook function imports this module too
+
     service = SERVICES.get(obj.get("object", ""))
     if service is None:
         raise ValueError(

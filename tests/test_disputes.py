@@ -190,7 +190,7 @@ class FakeStripe(HTTPClient):
 def with_api(ctx: Context, charges: dict[str, dict[str, Any]]) -> tuple[Context, FakeStripe]:
     http = FakeStripe(charges)
     client = stripe.StripeClient("sk_test_fake", http_client=http, max_network_retries=0)
-    return replace(ctx, stripe=client), http
+    return replace(ctx, stripe_api=lambda: client), http
 
 
 def test_with_an_api_key_an_unknown_charge_is_asked_for(ctx: Context) -> None:

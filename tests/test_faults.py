@@ -23,7 +23,6 @@ from typing import Any
 import boto3
 import pytest
 import stripe
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.config import Config
 from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
@@ -33,12 +32,13 @@ from chalicelib.resources import customers
 from stripe_events import samples
 from stripe_events.bus import EventBridgePublisher
 from stripe_events.context import Context
-from stripe_events.errors import HandlerBusy, HandlerFailed
+from stripe_events.errors import HandlerBusy
 from stripe_events.ledger import LedgerEntry, Outcome
 from stripe_events.settings import Settings
 from stripe_events.stores import Claim, Store
 from stripe_events.stores.dynamodb import DynamoStore
 from tests.conftest import REGION
+from tests.containers import FakeLambdaContext
 from tests.helpers import (
     ROOT,
     SECRET,
@@ -144,12 +144,6 @@ class App:
         store = self.module.events.store
         assert isinstance(store, DynamoStore)
         return store
-
-    @property
-    def idempotency(self) -> DynamoDBPersistenceLayer:
-        layer = self.module.events.dispatcher.idempotency
-        assert isinstance(layer, DynamoDBPersistenceLayer)
-        return layer
 
     def post(self, body: bytes) -> Any:
         # Stripe signs every delivery anew: a retry has a fresh timestamp, the same body.
@@ -438,17 +432,17 @@ def test_the_ledger_down_at_the_webhook_still_publishes_and_a_redelivery_runs_no
 def test_dynamodb_unreachable_when_the_function_starts(app: App, refused_port: int) -> None:
     event = new_event()
     message = app.deliver(event)
-    store, layer = app.store, app.idempotency
+    store = app.store
     dead = client_at("dynamodb", refused_port)
     refused = count_calls(dead)
-    live = store.client, layer.client
-    store.client = layer.client = dead
+    live = store.client
+    store.client = dead
     TALLY.scenarios += 1
     try:
         with pytest.raises(EndpointConnectionError):
             app.invoke(message)
     finally:
-        store.client, layer.client = live
+        store.client = live
     TALLY.failed_calls += len(refused)
 
     assert app.runs == []
@@ -459,40 +453,6 @@ def test_dynamodb_unreachable_when_the_function_starts(app: App, refused_port: i
     assert app.runs == [event["id"]]
     outcome = app.outcome(event["id"])
     assert outcome is not None and (outcome.status, outcome.attempts) == ("ok", 1)
-
-
-def test_the_idempotency_records_unreachable_fail_the_handler_without_running_it(
-    app: App, refused_port: int
-) -> None:
-    event = new_event()
-    message = app.deliver(event)
-    layer = app.idempotency
-    dead = client_at("dynamodb", refused_port)
-    refused = count_calls(dead)
-    live = layer.client
-    layer.client = dead
-    TALLY.scenarios += 1
-    try:
-        with pytest.raises(HandlerFailed, match="IdempotencyPersistenceLayerError"):
-            app.invoke(message)
-    finally:
-        layer.client = live
-    TALLY.failed_calls += len(refused)
-
-    assert app.runs == []
-    failed = app.outcome(event["id"])
-    assert failed is not None
-    assert (failed.status, failed.attempts, failed.error_type) == (
-        "error",
-        1,
-        "IdempotencyPersistenceLayerError",
-    )
-    assert app.invoke(message) == {HANDLER: "ok"}
-    assert app.invoke(message) == {HANDLER: "ok"}
-    TALLY.settle(1, len(app.runs))
-    assert app.runs == [event["id"]]
-    mended = app.outcome(event["id"])
-    assert mended is not None and (mended.status, mended.attempts) == ("ok", 2)
 
 
 class FlakyStore(Store):
@@ -582,7 +542,7 @@ def flaky(app: App) -> FlakyStore:
     return store
 
 
-@pytest.mark.parametrize("method", ["record_received", "outcomes"])
+@pytest.mark.parametrize("method", ["record_received", "claim", "outcomes"])
 def test_the_ledger_failing_before_the_handler_runs_nothing_until_the_retry(
     app: App, flaky: FlakyStore, method: str
 ) -> None:
@@ -604,24 +564,26 @@ def test_the_ledger_failing_before_the_handler_runs_nothing_until_the_retry(
     assert outcome is not None and (outcome.status, outcome.attempts) == ("ok", 1)
 
 
-def test_the_outcome_write_failing_after_the_handler_ran_does_not_run_it_again(
+def test_the_claims_release_failing_after_the_run_runs_nothing_twice(
     app: App, flaky: FlakyStore
 ) -> None:
     event = new_event()
     message = app.deliver(event)
-    flaky.down = {"record_outcome"}
+    function = app.module.app.handler_map[FUNCTION]
+    payload = lambda_payload(message)
+    invocation = FakeLambdaContext(deadline=time.time() + 60)
+    flaky.down = {"release_claim"}
     TALLY.scenarios += 1
     with pytest.raises(EndpointConnectionError):
-        app.invoke(message)  # fails, so that Lambda retries it
+        function(payload, invocation)  # the handler ran, its outcome is recorded; it fails
     flaky.down = set()
     TALLY.failed_calls += flaky.refused
 
-    assert app.runs == [event["id"]]  # the side effect happened
-    assert app.outcome(event["id"]) is None  # but the ledger does not know it
-    # The retry: Powertools' record says COMPLETED, so the handler is skipped and the
-    # ledger mended.
-    assert app.invoke(message) == {HANDLER: "ok"}
-    assert app.invoke(message) == {HANDLER: "ok"}
+    # Another delivery meanwhile waits for the run's lease; Lambda's retry of the same
+    # invocation (its request id) takes the claim back and finds the outcome.
+    with pytest.raises(HandlerBusy):
+        app.invoke(message)
+    assert function(payload, invocation) == {HANDLER: "ok"}
     TALLY.settle(1, len(app.runs))
     assert app.runs == [event["id"]]
     outcome = app.outcome(event["id"])
@@ -631,47 +593,25 @@ def test_the_outcome_write_failing_after_the_handler_ran_does_not_run_it_again(
 # --- What the design does not cover --------------------------------------------------------
 
 
-class Remaining:
-    """A Lambda context whose remaining time, and so the in-progress lock, is short."""
-
-    def __init__(self, millis: int) -> None:
-        self.millis = millis
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.millis
-
-
-LOCK_MILLIS = 300
-
-
-def test_limit_the_idempotency_write_failing_after_the_side_effect_runs_it_again_later(
-    app: App, monkeypatch: pytest.MonkeyPatch
+def test_limit_the_outcome_write_failing_after_the_side_effect_runs_it_again(
+    app: App, flaky: FlakyStore
 ) -> None:
-    """Pins a limit of the design, not a wish: see the module's README figures.
+    """Pins a limit of the design, not a wish: see the README's reliability figures.
 
-    Powertools marks the run COMPLETED only after the handler returns. If that write
-    fails, the record stays IN_PROGRESS until the Lambda's remaining time has passed;
-    a retry within that time is refused (busy), a retry after it runs the handler again.
+    The handler's outcome is what says it is done. If that write fails after the handler
+    ran, the run fails and releases its claim; Lambda's retry runs the handler again.
+    (With Powertools' idempotency the same held for its completion record's write.)
     """
     event = new_event()
     message = app.deliver(event)
-    function = app.module.app.handler_map[FUNCTION]
-    payload = lambda_payload(message)
-    layer = app.idempotency
+    flaky.down = {"record_outcome"}
+    with pytest.raises(EndpointConnectionError):
+        app.invoke(message)
+    flaky.down = set()
+    assert app.runs == [event["id"]]  # the side effect happened
+    assert app.outcome(event["id"]) is None  # but the ledger does not know it
 
-    def unreachable(**kwargs: Any) -> None:
-        raise EndpointConnectionError(endpoint_url=NOWHERE)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(layer, "_update_record", unreachable)  # save_success's only write
-        with pytest.raises(HandlerFailed, match="IdempotencyPersistenceLayerError"):
-            function(payload, Remaining(LOCK_MILLIS))
-    assert app.runs == [event["id"]]
-
-    with pytest.raises(HandlerBusy):
-        function(payload, Remaining(LOCK_MILLIS))  # a retry while the lock holds
-    assert app.runs == [event["id"]]
-
-    time.sleep(LOCK_MILLIS / 1000 + 0.1)
-    assert function(payload, Remaining(LOCK_MILLIS)) == {HANDLER: "ok"}
+    assert app.invoke(message) == {HANDLER: "ok"}
     assert app.runs == [event["id"], event["id"]]  # the side effect, twice
+    outcome = app.outcome(event["id"])
+    assert outcome is not None and (outcome.status, outcome.attempts) == ("ok", 1)

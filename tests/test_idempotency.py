@@ -1,53 +1,66 @@
-"""Exactly once per (event id, handler): 20 concurrent deliveries, lock expiry, retention."""
+"""Exactly once per (event id, handler): concurrent deliveries, a crashed run's claim, and
+the same answers as Powertools' idempotency utility for the same deliveries."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import stripe
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
-from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
 from stripe_events import samples
 from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher
-from stripe_events.errors import HandlerBusy
-from stripe_events.idempotency import KEY_PREFIX, open_idempotency, run_once
+from stripe_events.dispatch import CLOCK_SKEW_SECONDS, RUNS, Dispatcher
+from stripe_events.errors import HandlerBusy, HandlerFailed
 from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import Router
-from stripe_events.settings import Settings
 from stripe_events.stores import Store
 from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events.stores.schema import PARTITION_KEY, SORT_KEY
 from stripe_events.stores.sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.helpers import create_table
 from tests.sqs_poller import unique
 
 THREADS = 20
-Layer = Callable[[], BasePersistenceLayer]
+EVENT_TYPE = "invoice.payment_failed"
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Layer]]:
-    """A store and a factory of persistence layers: one layer per Lambda instance."""
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
-        settings = Settings(stage="local", bus="local", state_dir=tmp_path)
-        yield SqliteStore(tmp_path / "ledger.sqlite3"), lambda: open_idempotency(settings)
+        yield SqliteStore(tmp_path / "ledger.sqlite3")
         return
     request.getfixturevalue("moto_url")
     table = unique("idempotency")
     create_table(table, REGION)
-    settings = Settings(stage="dev", table=table, region=REGION)
-    yield DynamoStore(table, REGION), lambda: open_idempotency(settings)
+    yield DynamoStore(table, REGION)
     boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)
+
+
+@dataclass
+class LambdaContext:
+    """What the dispatcher reads of Lambda's context: the time left, the request id."""
+
+    millis: int = 60_000
+    aws_request_id: str = field(default_factory=lambda: unique("request"))
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.millis
 
 
 class SideEffects:
@@ -83,36 +96,24 @@ def all_at_once(work: Callable[[], None]) -> list[BaseException | None]:
     return raised
 
 
-def test_twenty_concurrent_runs_have_one_side_effect(backend: tuple[Store, Layer]) -> None:
-    _, layer = backend
-    effects = SideEffects()
-    key = {"event": samples.new_event_id(), "handler": "billing.charge_card"}
-
-    raised = all_at_once(lambda: run_once(layer(), key, effects.run, retention_days=35))
-
-    assert effects.count == 1
-    assert all(e is None or isinstance(e, IdempotencyAlreadyInProgressError) for e in raised)
-    # Once done, any later delivery returns the recorded result without running.
-    assert run_once(layer(), key, effects.run, retention_days=35) == {"status": "ok"}
-    assert effects.count == 1
-
-
-def test_twenty_concurrent_deliveries_through_the_dispatcher(
-    backend: tuple[Store, Layer], tmp_path: Path
-) -> None:
-    store, layer = backend
-    effects = SideEffects()
+def billing_router(effects: SideEffects) -> Router:
     router = Router("billing")
 
-    def charge_card(event: stripe.Event, ctx: Context) -> None:
+    def charge_card(event: Any, ctx: Context) -> None:
         effects.run()
 
-    router.on("invoice.payment_failed")(charge_card)
-    event = samples.sample_event("invoice.payment_failed")
+    router.on(EVENT_TYPE)(charge_card)
+    return router
+
+
+def test_twenty_concurrent_deliveries_have_one_side_effect(store: Store, tmp_path: Path) -> None:
+    effects = SideEffects()
+    router = billing_router(effects)
+    event = samples.sample_event(EVENT_TYPE)
 
     def deliver() -> None:
         bodies = LocalPayloadStore(tmp_path / "bodies")
-        Dispatcher(store, layer(), lambda: bodies).dispatch(router, event)
+        Dispatcher(store, lambda: bodies).dispatch(router, event, LambdaContext())
 
     raised = all_at_once(deliver)
 
@@ -123,56 +124,180 @@ def test_twenty_concurrent_deliveries_through_the_dispatcher(
     # Lambda retries the busy ones: they find the handler done.
     deliver()
     assert effects.count == 1
+    # No claim is left behind: a run deletes its own when it ends.
+    assert store.get(RUNS, f"{event['id']}:billing") is None
 
 
-class Remaining:
-    def __init__(self, millis: int) -> None:
-        self.millis = millis
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.millis
-
-
-def test_a_crashed_runs_lock_expires_with_the_lambdas_time(backend: tuple[Store, Layer]) -> None:
-    _, layer = backend
-    effects = SideEffects()
-
-    def crash() -> dict[str, Any]:
-        # SystemExit is not an Exception: Powertools leaves the lock, as a killed Lambda would.
-        raise SystemExit("the Lambda timed out")
-
-    def crashed_run(remaining_ms: int) -> dict[str, str]:
-        key = {"event": samples.new_event_id(), "handler": "billing.crashes"}
-        with pytest.raises(SystemExit):
-            run_once(layer(), key, crash, retention_days=35, lambda_context=Remaining(remaining_ms))
-        return key
-
-    # A crashed run with a minute left: its lock holds for that minute.
-    with pytest.raises(IdempotencyAlreadyInProgressError):
-        run_once(layer(), crashed_run(60_000), effects.run, retention_days=35)
-    # One that had a millisecond left: its lock has expired, and the retry runs.
-    expired = crashed_run(1)
-    time.sleep(0.05)
-    run_once(layer(), expired, effects.run, retention_days=35)
-    assert effects.count == 1
-
-
-def test_completed_records_are_kept_for_the_retention_period(
-    backend: tuple[Store, Layer],
+def test_a_crashed_runs_claim_holds_until_its_lambda_would_have_ended(
+    store: Store, tmp_path: Path
 ) -> None:
-    _, layer = backend
-    persistence = layer()
-    key = {"event": samples.new_event_id(), "handler": "billing.kept"}
-    run_once(persistence, key, SideEffects().run, retention_days=40)
-    record = persistence.get_record(key)
-    assert record is not None and record.expiry_timestamp is not None
-    days = (int(record.expiry_timestamp) - time.time()) / 86400  # DynamoDB gives a Decimal
-    assert 39.9 < days <= 40
-    # With DynamoDB the hashed key is the sort key, under one partition.
-    assert (record.sort_key or record.idempotency_key).startswith(KEY_PREFIX)
+    effects = SideEffects()
+    router = billing_router(effects)
+    dispatcher = Dispatcher(store, lambda: LocalPayloadStore(tmp_path / "bodies"))
+
+    def crashed_run(remaining_ms: int) -> tuple[dict[str, Any], LambdaContext]:
+        """An event whose run died holding its claim (SystemExit unwinds no claim)."""
+        event = samples.sample_event(EVENT_TYPE)
+        context = LambdaContext(remaining_ms)
+        crashing = Router("billing")
+
+        @crashing.on(EVENT_TYPE)
+        def charge_card(event: Any, ctx: Context) -> None:
+            raise SystemExit("the Lambda timed out")
+
+        with pytest.raises(SystemExit):
+            dispatcher.dispatch(crashing, event, context)
+        return event, context
+
+    # Another delivery during the dead run's minute is busy.
+    event, context = crashed_run(60_000)
+    with pytest.raises(HandlerBusy):
+        dispatcher.dispatch(router, event, LambdaContext())
+    # Lambda's retry of that invocation has its request id: it takes the claim over.
+    dispatcher.dispatch(router, event, LambdaContext(aws_request_id=context.aws_request_id))
+    assert effects.count == 1
+    # A run that had a millisecond left: its claim ends with its time, plus the skew.
+    event, _ = crashed_run(1)
+    time.sleep(CLOCK_SKEW_SECONDS + 0.05)
+    dispatcher.dispatch(router, event, LambdaContext())
+    assert effects.count == 2
 
 
-def test_retention_is_at_least_35_days() -> None:
-    with pytest.raises(ValueError, match="at least 35"):
-        Settings.from_env({"STRIPE_EVENTS_IDEMPOTENCY_DAYS": "3"})
-    assert Settings.from_env({"STRIPE_EVENTS_IDEMPOTENCY_DAYS": "90"}).idempotency_days == 90
+def test_each_handler_costs_one_write(moto_url: str, tmp_path: Path) -> None:
+    table = unique("writes")
+    create_table(table, REGION)
+    dynamo = DynamoStore(table, REGION)
+    calls: list[str] = []
+    dynamo.client.meta.events.register(
+        "before-call.dynamodb", lambda model, **_: calls.append(model.name)
+    )
+
+    def calls_for(handlers: int) -> list[str]:
+        router = Router("billing")
+        for n in range(handlers):
+
+            def handler(event: Any, ctx: Context) -> None:
+                pass
+
+            handler.__name__ = f"handler_{n}"
+            router.on(EVENT_TYPE)(handler)
+        calls.clear()
+        event = samples.sample_event(EVENT_TYPE)
+        Dispatcher(dynamo, lambda: LocalPayloadStore(tmp_path)).dispatch(router, event)
+        return list(calls)
+
+    one, five = calls_for(1), calls_for(5)
+    # Four more handlers: four more calls, each a write (its outcome). The event's own
+    # (received, the run's claim, the outcomes read under it, the release) do not grow.
+    extra = Counter(five) - Counter(one)
+    assert sum(extra.values()) == 4 and set(extra) <= {"PutItem", "UpdateItem"}, (one, five)
+    boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)
+
+
+# The same answers as Powertools' idempotency utility ---------------------------------------
+
+Step = tuple[str, int]  # what the handler does ("ok", "error", "crash"), the Lambda's millis
+
+
+class Powertools:
+    """The library's answer: one handler made idempotent by Powertools, on DynamoDB."""
+
+    def __init__(self, table: str) -> None:
+        self.persistence = DynamoDBPersistenceLayer(
+            table_name=table, key_attr=PARTITION_KEY, sort_key_attr=SORT_KEY
+        )
+        self.key = {"event": samples.new_event_id(), "handler": "billing.charge_card"}
+
+    def deliver(self, action: str, millis: int) -> str:
+        ran: list[bool] = []
+
+        def charge_card(key: dict[str, str]) -> dict[str, str]:
+            ran.append(True)
+            return act(action)
+
+        config = IdempotencyConfig(expires_after_seconds=35 * 86400)
+        config.register_lambda_context(LambdaContext(millis))  # type: ignore[arg-type]
+        guarded: Callable[..., Any] = idempotent_function(
+            charge_card,
+            data_keyword_argument="key",
+            persistence_store=self.persistence,
+            config=config,
+        )
+        try:
+            guarded(key=self.key)
+        except IdempotencyAlreadyInProgressError:
+            return "busy"
+        except SystemExit:
+            return "crashed"
+        except RuntimeError:
+            return "failed"
+        return "ran" if ran else "skipped"
+
+
+class Ours:
+    """Ours: the dispatcher, on DynamoDB, with one handler."""
+
+    def __init__(self, table: str, tmp_path: Path) -> None:
+        self.dispatcher = Dispatcher(
+            DynamoStore(table, REGION), lambda: LocalPayloadStore(tmp_path)
+        )
+        self.event = samples.sample_event(EVENT_TYPE)
+        self.action = "ok"
+        self.ran = False
+        self.router = Router("billing")
+
+        @self.router.on(EVENT_TYPE)
+        def charge_card(event: Any, ctx: Context) -> None:
+            self.ran = True
+            act(self.action)
+
+    def deliver(self, action: str, millis: int) -> str:
+        self.action, self.ran = action, False
+        try:
+            self.dispatcher.dispatch(self.router, self.event, LambdaContext(millis))
+        except HandlerBusy:
+            return "busy"
+        except SystemExit:
+            return "crashed"
+        except HandlerFailed:
+            return "failed"
+        return "ran" if self.ran else "skipped"
+
+
+def act(action: str) -> dict[str, str]:
+    if action == "crash":
+        raise SystemExit("the Lambda was killed")  # no handler of ours or theirs runs
+    if action == "error":
+        raise RuntimeError("the card was declined")
+    return {"status": "ok"}
+
+
+SCENARIOS: dict[str, list[Step]] = {
+    "done once, then skipped": [("ok", 60_000), ("ok", 60_000), ("error", 60_000)],
+    "a failure is retried until it succeeds": [
+        ("error", 60_000),
+        ("error", 60_000),
+        ("ok", 60_000),
+        ("ok", 60_000),
+    ],
+    "a live run makes the others wait": [("crash", 60_000), ("ok", 60_000), ("ok", 60_000)],
+    "a dead run's lock ends with its time": [("crash", 1), ("wait", 0), ("ok", 60_000)],
+}
+
+
+@pytest.mark.parametrize("steps", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_the_dispatcher_answers_as_powertools_idempotency_does(
+    moto_url: str, tmp_path: Path, steps: list[Step]
+) -> None:
+    table = unique("differential")
+    create_table(table, REGION)
+    library, ours = Powertools(table), Ours(table, tmp_path)
+    theirs_answers, our_answers = [], []
+    for action, millis in steps:
+        if action == "wait":  # past both locks' end (ours adds the clock skew)
+            time.sleep(CLOCK_SKEW_SECONDS + 0.1)
+            continue
+        theirs_answers.append(library.deliver(action, millis))
+        our_answers.append(ours.deliver(action, millis))
+    assert our_answers == theirs_answers
+    boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)

@@ -355,7 +355,7 @@ def test_any_order_with_duplicates_ends_in_the_state_after_the_newest_event(
 @pytest.fixture
 def api_ctx(tmp_path: Path, fake_stripe: FakeStripe) -> Context:
     client = fake_stripe.client()
-    return Context(SqliteStore(tmp_path / "state.sqlite3"), LOG, "projection.test", client)
+    return Context(SqliteStore(tmp_path / "state.sqlite3"), LOG, "projection.test", lambda: client)
 
 
 def test_refetch_stores_the_object_as_the_api_has_it_now(

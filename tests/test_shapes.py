@@ -297,7 +297,8 @@ def test_a_completion_without_payment_status_asks_the_api(
     current = {**SESSION_2020, "payment_status": status, "status": "complete"}
     fake_stripe.objects["/v1/checkout/sessions/cs_old"] = (200, current)
     ctx = module_context(tmp_path)
-    ctx = Context(ctx.store, ctx.log, ctx.handler, fake_stripe.client(), ctx.notifier)
+    client = fake_stripe.client()
+    ctx = Context(ctx.store, ctx.log, ctx.handler, lambda: client, ctx.notifier)
     handle(ctx, event("checkout.session.completed", SESSION_2020, "2020-03-02"))
     assert fulfilled == (["cs_old"] if fulfils else [])
     assert [path for path, _ in fake_stripe.requests] == ["/v1/checkout/sessions/cs_old"]

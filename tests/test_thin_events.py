@@ -20,7 +20,7 @@ from chalicelib.resources import billing_meters
 from stripe_events import catalog, samples
 from stripe_events.bus import LocalBus
 from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher
+from stripe_events.dispatch import Dispatcher, StripeApi
 from stripe_events.envelope import parse_event, to_entry
 from stripe_events.errors import HandlerFailed, UnknownEventType
 from stripe_events.notifier import Notification, OutboxNotifier
@@ -92,9 +92,7 @@ def serve(fake: FakeStripe, notification: dict[str, Any]) -> None:
 
 def dispatcher(tmp_path: Path, fake: FakeStripe, key: str = "sk_test_thin") -> Dispatcher:
     base = local_dispatcher(SqliteStore(tmp_path / "state.sqlite3"), tmp_path)
-    client = stripe.StripeClient(key, base_addresses={"api": fake.url}, max_network_retries=0)
-    base.stripe_client = client
-    base.stripe_live = False
+    base.stripe_api = StripeApi(lambda: key, fake.url)
     return base
 
 
@@ -111,7 +109,7 @@ def test_a_thin_handler_gets_the_typed_notification_bound_to_its_account(
     notification = error_report(context="acct_1Nv0FGQ9RKHgCVdK")
     serve(fake_stripe, notification)
     hub = dispatcher(tmp_path, fake_stripe)
-    dispatcher_client = hub.stripe_client
+    dispatcher_client = hub.stripe_api.for_mode(livemode=False)
     outcomes = hub.dispatch(router, notification)
     assert {n: o.status for n, o in outcomes.items()} == {"meters.fetch": "ok"}
     [(typed, event, client)] = seen

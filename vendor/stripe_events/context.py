@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from stripe_events.notifier import Notification, Notifier
@@ -27,13 +28,20 @@ class Context:
     store: Store
     log: logging.Logger
     handler: str  # "<router>.<function>", as the ledger names it
-    # A client for the Stripe API when STRIPE_API_KEY is set (to re-fetch an object), else None.
-    stripe: stripe.StripeClient | None = None
+    # Makes the client `stripe` gives (its key is read from SSM only then).
+    stripe_api: Callable[[], stripe.StripeClient | None] = lambda: None
     notifier: Callable[[], Notifier] | None = None
     event_id: str = ""
     # At least as long as this run can live (the Lambda's remaining time): a claim held
     # this long belongs to a run that has ended.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+
+    @cached_property
+    def stripe(self) -> stripe.StripeClient | None:
+        """A client for the Stripe API when STRIPE_API_KEY is set (to re-fetch an object),
+        else None. Made when a handler first asks: a function whose handlers never call
+        Stripe never reads the key."""
+        return self.stripe_api()
 
     def notify(
         self, kind: str, subject: str, message: dict[str, Any], customer: str | None = None
@@ -43,7 +51,7 @@ class Context:
         Returns False when it had already been sent for this event. A crash between
         sending and recording it can still send it twice; never zero times. Reading and
         then writing the record is safe here: no two runs of one (event, handler) overlap,
-        the dispatcher's idempotency lock sees to that.
+        the dispatcher's claim on the run sees to that.
         """
         if self.notifier is None:
             raise RuntimeError("this context has no notifier")

@@ -154,24 +154,13 @@ class StripeEvents:
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
-        from stripe_events.dispatch import Dispatcher
-        from stripe_events.idempotency import open_idempotency
+        from stripe_events.dispatch import Dispatcher, StripeApi
 
-        client = None
-        if self.api_key:
-            import stripe
-
-            api = self.settings.api_base
-            client = stripe.StripeClient(self.api_key, base_addresses={"api": api} if api else None)
         return Dispatcher(
             self.store,
-            open_idempotency(self.settings),
             lambda: self.payloads,
-            retention_days=self.settings.idempotency_days,
-            stripe_client=client,
-            stripe_live="_live_" in self.api_key,
+            stripe_api=StripeApi(lambda: self.api_key, self.settings.api_base),
             notifier=lambda: self.notifier,
-            api_base=self.settings.api_base,
         )
 
     def dispatch(self, router: Router, event: CloudWatchEvent) -> dict[str, str]:

@@ -1,18 +1,32 @@
-"""Runs a resource module's handlers for one event: once each, with every outcome recorded."""
+"""Runs a resource module's handlers for one event: once each, with every outcome recorded.
+
+A function's run for an event first claims it (`Store.claim` on `runs`, keyed by the
+event and the router), with a lease that ends when its Lambda would time out, and
+releases it when done. While one run holds it, another delivery of the same event is
+busy (Lambda retries it later). Holding the claim, the run reads the outcomes the
+ledger has for the event and runs each handler that has not succeeded, recording its
+outcome as it goes. So each handler costs one write, its outcome, which is also what
+makes a later delivery, retry or replay skip it; the event costs three (received,
+claim, release). A run that dies leaves its claim until the lease ends, and the
+handlers it had not finished run in the next one.
+
+This is what Powertools' idempotency utility did per handler, with an in-progress
+record, a completion record and our outcome: three writes per handler, all idempotency
+records in one DynamoDB partition, and its import in every cold start. A test checks
+that both answer the same for the same deliveries.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any
 
 import stripe
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from stripe._base_address import BaseAddresses
 from stripe.v2.core import EventNotification
 
@@ -20,42 +34,65 @@ import stripe_events.observability as observability
 from stripe_events.context import Context
 from stripe_events.envelope import EventHeader, check_envelope, unwrap
 from stripe_events.errors import HandlerBusy, HandlerFailed, RetryLater
-from stripe_events.idempotency import LocalLambdaContext, run_once
 from stripe_events.ledger import Outcome, utc_now
 from stripe_events.notifier import Notifier
 from stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
 from stripe_events.router import Handler, Router
-from stripe_events.stores import Store
+from stripe_events.stores import Claim, Store
 
 log = logging.getLogger("stripe_events.dispatch")
 
-
+# The claims of runs in progress: `<event id>:<router>`, deleted when the run ends.
+RUNS = "runs"
 # Clocks of two Lambda containers may differ a little; a lease outlasts its run by this.
 CLOCK_SKEW_SECONDS = 1.0
+
+
+class LocalLambdaContext:
+    """Outside Lambda (local bus, CLI, tests): a run's lease ends as a Lambda's would."""
+
+    def __init__(self, timeout_seconds: float = 60.0) -> None:
+        self.deadline = time.monotonic() + timeout_seconds
+        self.aws_request_id = uuid.uuid4().hex
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+class StripeApi:
+    """The stage's Stripe client, made on first use: only the functions whose handlers call
+    Stripe (or receive thin events) read the API key, from SSM in a deployed stage."""
+
+    def __init__(self, api_key: Callable[[], str] = str, api_base: str = "") -> None:
+        self._api_key = api_key
+        self.bases: BaseAddresses | None = {"api": api_base} if api_base else None
+
+    @cached_property
+    def _client(self) -> tuple[stripe.StripeClient | None, bool]:
+        key = self._api_key()
+        client = stripe.StripeClient(key, base_addresses=self.bases) if key else None
+        return client, "_live_" in key
+
+    def for_mode(self, livemode: bool) -> stripe.StripeClient | None:
+        """The client, if its key is of the event's mode: a test key cannot see live
+        objects, nor the reverse, and a 404 would mean nothing."""
+        client, live = self._client
+        return client if live == livemode else None
 
 
 class Dispatcher:
     def __init__(
         self,
         store: Store,
-        idempotency: BasePersistenceLayer,
         payloads: Callable[[], PayloadStore],
         *,
-        retention_days: int = 35,
-        stripe_client: stripe.StripeClient | None = None,
-        stripe_live: bool = False,
+        stripe_api: StripeApi | None = None,
         notifier: Callable[[], Notifier] | None = None,
-        api_base: str = "",
     ) -> None:
         self.store = store
-        self.idempotency = idempotency
         self.payloads = payloads
-        self.retention_days = retention_days
-        self.stripe_client = stripe_client
-        self.stripe_live = stripe_live  # the mode of the client's key
+        self.stripe_api = stripe_api or StripeApi()
         self.notifier = notifier
-        # Where a thin notification's fetches go when no client of the event's mode is set.
-        self.bases: BaseAddresses | None = {"api": api_base} if api_base else None
 
     def dispatch(
         self, router: Router, detail: dict[str, Any] | str, lambda_context: Any = None
@@ -64,7 +101,8 @@ class Dispatcher:
 
         A handler that completed for this event id is not run again, whether the event
         comes again from Stripe, EventBridge, a Lambda retry or a replay. Every handler
-        runs even when an earlier one fails; then HandlerFailed is raised.
+        runs even when an earlier one fails; then HandlerFailed is raised. HandlerBusy
+        means another run has the event in hand: try again later.
         """
         data = json.loads(detail) if isinstance(detail, str) else detail
         # The ledger keeps the detail as delivered: for an oversized event, the reference.
@@ -72,25 +110,66 @@ class Dispatcher:
         if PAYLOAD_KEY in data:
             data = restore(data, self.payloads())
         header = check_envelope(data, None)
-        # A test key cannot see live objects, nor the reverse: a 404 would mean nothing.
-        client = self.stripe_client if self.stripe_live == header.livemode else None
-        event = unwrap(data, client or stripe.StripeClient("", base_addresses=self.bases))
+        api = self.stripe_api
+        if header.thin:  # its fetches go through the client it is made with
+            client = api.for_mode(header.livemode)
+            event = unwrap(data, client or stripe.StripeClient("", base_addresses=api.bases))
+        else:
+            event = unwrap(data, stripe.StripeClient(""))  # a snapshot event calls nothing
         self.store.record_received(header.id, header.type, header.created, utc_now(), body)
+        handlers = router.handlers_for(header.type)
+        if not handlers:
+            return {}
+        lambda_context = lambda_context or LocalLambdaContext()
+        # Lambda ends this run by its deadline: its claims are free after that.
+        lease = lambda_context.get_remaining_time_in_millis() / 1000 + CLOCK_SKEW_SECONDS
+        # Lambda's retries of one invocation keep its request id: a retry after a crash
+        # takes the claim back at once; another delivery waits for the lease.
+        owner = str(getattr(lambda_context, "aws_request_id", "") or uuid.uuid4().hex)
+        run = f"{header.id}:{router.name}"
+        if self.store.claim(RUNS, run, owner, lease) is not Claim.TAKEN:
+            raise HandlerBusy(f"event {header.id}: {router.name} is running it elsewhere")
+        try:
+            results = self._run_all(handlers, header, event, lease)
+        except Exception:
+            self.store.release_claim(RUNS, run, owner)
+            raise
+        # Not on SystemExit or KeyboardInterrupt: like a Lambda that is killed, the run
+        # keeps its claim until the lease ends.
+        self.store.release_claim(RUNS, run, owner)
+        return results
+
+    def _run_all(
+        self,
+        handlers: list[Handler],
+        header: EventHeader,
+        event: Any,
+        lease: float,
+    ) -> dict[str, Outcome]:
+        # Read under the claim: what every run before this one recorded.
         previous = self.store.outcomes(header.id)
         results: dict[str, Outcome] = {}
         errors: dict[str, str] = {}
         busy: list[str] = []
-        for handler in router.handlers_for(header.type):
+        for handler in handlers:
             before = previous.get(handler.name)
+            if before is not None and before.status == "ok":
+                log.info(
+                    "skip %s for %s %s: already done",
+                    handler.name,
+                    header.type,
+                    header.id,
+                    extra={"event_id": header.id, "handler": handler.name, "outcome": "skipped"},
+                )
+                results[handler.name] = before
+                continue
             try:
-                outcome = self._run(handler, header, event, client, before, lambda_context)
-            except (IdempotencyAlreadyInProgressError, RetryLater) as wait:
+                outcome = self._run(handler, header, event, before, lease)
+            except RetryLater as wait:
                 log.warning("%s must wait for %s, retry later: %s", handler.name, header.id, wait)
                 busy.append(handler.name)
                 continue
             results[handler.name] = outcome
-            if outcome is before:
-                continue
             if outcome.status == "error":
                 errors[handler.name] = f"{outcome.error_type}: {outcome.error}"
             self.store.record_outcome(header.id, handler.name, outcome)
@@ -105,45 +184,32 @@ class Dispatcher:
         handler: Handler,
         header: EventHeader,
         event: Any,
-        client: stripe.StripeClient | None,
         before: Outcome | None,
-        lambda_context: Any,
+        lease: float,
     ) -> Outcome:
-        """The new outcome, or `before` itself when the handler had already completed.
+        """Run one handler; its outcome. RetryLater goes on (the handler is busy).
 
         `event` is what the handler receives: a stripe.Event, or a thin EventNotification.
         """
-        ran = False
-        lambda_context = lambda_context or LocalLambdaContext()
-
-        def run() -> dict[str, Any]:
-            nonlocal ran
-            ran = True
-            logger = logging.getLogger(f"stripe_events.{handler.name}")
-            # Lambda ends this run by its deadline: a claim it takes is free after that.
-            lease = lambda_context.get_remaining_time_in_millis() / 1000 + CLOCK_SKEW_SECONDS
-            stripe_client = bound_client(client, event)
-            context = Context(
-                self.store, logger, handler.name, stripe_client, self.notifier, header.id, lease
-            )
-            handler.func(event, context)
-            return {"status": "ok"}
-
         attempts = 1 if before is None else before.attempts + 1
         fields = {"event_id": header.id, "event_type": header.type, "handler": handler.name}
+        logger = logging.getLogger(f"stripe_events.{handler.name}")
+        api = self.stripe_api
+        context = Context(
+            self.store,
+            logger,
+            handler.name,
+            lambda: bound_client(api.for_mode(header.livemode), event),
+            self.notifier,
+            header.id,
+            lease,
+        )
         started = time.perf_counter()
         try:
-            run_once(
-                self.idempotency,
-                {"event": header.id, "handler": handler.name},
-                run,
-                retention_days=self.retention_days,
-                lambda_context=lambda_context,
-            )
-        except (IdempotencyAlreadyInProgressError, RetryLater):
+            handler.func(event, context)
+        except RetryLater:
             raise
         except Exception as error:
-            # The handler's own error, or the idempotency store's: either way, retry later.
             log.exception(
                 "%s failed for %s %s",
                 handler.name,
@@ -153,18 +219,6 @@ class Dispatcher:
             )
             observability.count("HandlerError", handler=handler.name)
             return Outcome("error", attempts, utc_now(), type(error).__name__, str(error))
-        if not ran:
-            log.info(
-                "skip %s for %s %s: already done",
-                handler.name,
-                header.type,
-                header.id,
-                extra={**fields, "outcome": "skipped"},
-            )
-            if before is not None and before.status == "ok":
-                return before
-            # Done, but the ledger missed it (its write failed after the run): mend it.
-            return Outcome("ok", attempts - 1 or 1, utc_now())
         duration_ms = (time.perf_counter() - started) * 1000
         log.info(
             "%s ok for %s %s",

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stripe_events.errors import SettingsError
-from stripe_events.stores.schema import RETENTION_DAYS
 
 LOCAL_BUS = "local"
 # Stages whose secrets may sit in plain environment variables: nothing real is at stake.
@@ -59,8 +58,6 @@ class Settings:
     # Entries larger than this are published as a reference; the full body is kept aside.
     max_entry_bytes: int = 256 * 1024
     bucket: str = ""
-    # Stripe retries for 3 days and lists 30 days of events: keep "done" records longer.
-    idempotency_days: int = RETENTION_DAYS
     # Optional: lets modules re-fetch objects, and backfill read the Events API.
     api_key: str = ""
     # Optional: another Stripe-compatible server (stripe-mock, a test server) for the API.
@@ -87,9 +84,6 @@ class Settings:
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
             max_entry_bytes=_int(env, "STRIPE_EVENTS_MAX_ENTRY_BYTES", 256 * 1024, minimum=1024),
             bucket=env.get("STRIPE_EVENTS_BUCKET", "").strip(),
-            idempotency_days=_int(
-                env, "STRIPE_EVENTS_IDEMPOTENCY_DAYS", RETENTION_DAYS, minimum=RETENTION_DAYS
-            ),
             api_key=env.get("STRIPE_API_KEY", "").strip(),
             api_base=env.get("STRIPE_API_BASE", "").strip(),
             topic_arn=env.get("STRIPE_EVENTS_TOPIC_ARN", "").strip(),

@@ -32,7 +32,6 @@ from stripe_events import samples
 from stripe_events.context import Context
 from stripe_events.dispatch import Dispatcher, bound_client
 from stripe_events.envelope import unwrap
-from stripe_events.idempotency_sqlite import SqlitePersistenceLayer
 from stripe_events.notifier import Notification, OutboxNotifier
 from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import Router
@@ -138,7 +137,7 @@ def module_context(
     its `ctx.stripe` (None: as with no STRIPE_API_KEY)."""
     notifier = OutboxNotifier(Path(state_dir) / "outbox.sqlite3")
     store = SqliteStore(Path(state_dir) / "stripe-events.sqlite3")
-    return Context(store, logging.getLogger(handler), handler, client, lambda: notifier)
+    return Context(store, logging.getLogger(handler), handler, lambda: client, lambda: notifier)
 
 
 def run_handlers(router: Router, event: stripe.Event | EventNotification, ctx: Context) -> None:
@@ -147,7 +146,8 @@ def run_handlers(router: Router, event: stripe.Event | EventNotification, ctx: C
     `ctx.stripe` is bound to the event's context (its connected account), as in Lambda."""
     client = bound_client(ctx.stripe, event)
     for handler in router.handlers_for(event.type):
-        handler.func(event, replace(ctx, handler=handler.name, event_id=event.id, stripe=client))
+        run = replace(ctx, handler=handler.name, event_id=event.id, stripe_api=lambda: client)
+        handler.func(event, run)
 
 
 def outbox(ctx: Context) -> list[Notification]:
@@ -165,7 +165,6 @@ def local_dispatcher(store: Store, state_dir: Path) -> Dispatcher:
     state_dir = Path(state_dir)
     return Dispatcher(
         store,
-        SqlitePersistenceLayer(state_dir / "idempotency.sqlite3"),
         lambda: LocalPayloadStore(state_dir / "bodies"),
         notifier=lambda: OutboxNotifier(state_dir / "outbox.sqlite3"),
     )

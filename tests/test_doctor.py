@@ -127,7 +127,7 @@ def test_a_complete_stage_passes_every_check(setup: Setup) -> None:
         f"✓ parameter {setup.stage.api_key_param} (the Stripe API key) is a SecureString",
         "✓ event bus default exists",
         f"✓ table {setup.table} exists (ACTIVE)",
-        f"✓ table {setup.table} expires idempotency records by expiration (TTL)",
+        f"✓ table {setup.table} expires the claims of dead runs by expiration (TTL)",
         f"✓ table {setup.table} has point-in-time recovery",
         f"✓ bucket {setup.bucket} exists",
         f"✓ topic {setup.topic_arn} exists",
@@ -175,7 +175,7 @@ BREAKS: dict[str, tuple[Callable[[Setup], object], str]] = {
             TableName=s.table,
             TimeToLiveSpecification={"AttributeName": "expiration", "Enabled": False},
         ),
-        f"✗ table {PREFIX} has no TTL on expiration: idempotency records never expire — {INFRA}",
+        f"✗ table {PREFIX} has no TTL on expiration: the claims of dead runs are kept — {INFRA}",
     ),
     "no point-in-time recovery": (
         lambda s: client("dynamodb").update_continuous_backups(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,12 +16,15 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 
-from stripe_events.idempotency import open_idempotency, run_once
+from stripe_events import samples
+from stripe_events.dispatch import RUNS, Dispatcher
 from stripe_events.notifier import Notification, SnsNotifier
-from stripe_events.payloads import S3PayloadStore
-from stripe_events.settings import Settings
+from stripe_events.payloads import LocalPayloadStore, S3PayloadStore
+from stripe_events.router import Router
+from stripe_events.stores import Claim
 from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
+from stripe_events.stores.schema import ITEM_SK, KEY_SCHEMA, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from stripe_events_ops import infra
 from stripe_events_ops.infra import (
     MERGE_TEMPLATE,
     STAGE_VARIABLES,
@@ -260,7 +264,9 @@ def deploy_fake_function(name: str) -> None:
     )
 
 
-def test_up_deploys_the_stages_stack_and_down_deletes_it(project: Path) -> None:
+def test_up_deploys_the_stages_stack_and_down_deletes_it(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prefix = f"{read_config(project)['app_name']}-dev"
     account = boto3.client("sts").get_caller_identity()["Account"]
     names = Names(prefix, account)
@@ -291,6 +297,8 @@ def test_up_deploys_the_stages_stack_and_down_deletes_it(project: Path) -> None:
     assert f"{CONFIG}: stage dev: STRIPE_EVENTS_BUCKET = {names.bucket}" in lines
     assert_resources(names, topic_arn)
     assert_the_app_works_on_them(names, topic_arn)
+    monkeypatch.setattr(infra, "PROGRESS_EVERY", 2)
+    assert_earlier_items_get_indexed(names)
 
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name=names.webhook_secret_param, Type="SecureString", Value="whsec_x")
@@ -397,34 +405,67 @@ def assert_resources(names: Names, topic_arn: str) -> None:
 
 
 def assert_the_app_works_on_them(names: Names, topic_arn: str) -> None:
-    """The app's own store, idempotency, payload store and notifier use what `up` made."""
+    """The app's own store, dispatch, payload store and notifier use what `up` made."""
     store = DynamoStore(names.table, REGION)
     store.record_published("evt_infra", "customer.created", 1, "2026-01-01T00:00:00+00:00")
     entry = store.event("evt_infra")
     assert entry is not None and entry.published_at is not None
 
-    settings = Settings(stage="dev", table=names.table, region=REGION)
-    run_once(
-        open_idempotency(settings),
-        {"event": "evt_infra", "handler": "infra"},
-        lambda: {"status": "ok"},
-        retention_days=35,
-    )
-    records = boto3.client("dynamodb").query(
+    router = Router("infra")
+
+    @router.on("customer.created")
+    def noted(event: Any, context: Any) -> None:
+        pass
+
+    event = samples.sample_event("customer.created")
+    outcomes = Dispatcher(store, lambda: LocalPayloadStore(Path("unused"))).dispatch(router, event)
+    assert outcomes["infra.noted"].status == "ok"
+    assert store.get(RUNS, f"{event['id']}:infra") is None  # the run's claim is released
+
+    # A claim in progress carries the table's TTL attribute: a dead run's claim expires.
+    assert store.claim(RUNS, "evt_dead:infra", "request-1", 60) is Claim.TAKEN
+    item = boto3.client("dynamodb").get_item(
         TableName=names.table,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": "idempotency"}},
-    )["Items"]
-    # The table's TTL attribute is the one Powertools writes: done records expire.
-    assert records and all(TTL_ATTRIBUTE in record for record in records)
+        Key={PARTITION_KEY: {"S": f"{RUNS}#evt_dead:infra"}, SORT_KEY: {"S": ITEM_SK}},
+    )["Item"]
+    assert int(item[TTL_ATTRIBUTE]["N"]) > time.time() + 60
 
     ref = S3PayloadStore(names.bucket, REGION).save("evt_infra", '{"big": true}')
     assert ref["key"].startswith(BODIES_PREFIX)  # so the lifecycle rule expires it
     SnsNotifier(topic_arn, REGION).send(Notification("evt_infra:infra:test", "test", "hi", {}))
 
 
+def assert_earlier_items_get_indexed(names: Names) -> None:
+    """`index-ledger` lists in `ledger` what a version before the index recorded."""
+    earlier = [f"evt_before_{n}" for n in range(3)]
+    for n, event_id in enumerate(earlier):
+        boto3.client("dynamodb").put_item(
+            TableName=names.table,
+            Item={
+                PARTITION_KEY: {"S": f"event#{event_id}"},
+                SORT_KEY: {"S": "event"},
+                "type": {"S": "invoice.paid"},
+                "created": {"N": "5"},
+                "published_at": {"S": f"2025-01-0{n + 1}T00:00:00+00:00"},
+            },
+        )
+    store = DynamoStore(names.table, REGION)
+    assert not {e.id for e in store.recent(50)} & set(earlier)
+
+    result = invoke("index-ledger", "--stage", "dev")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "... 2 items without index keys found, 2 indexed",
+        f"indexed 3 earlier items of table {names.table}",
+    ]
+    assert [e.id for e in store.recent(50)][-3:] == earlier[::-1]
+    assert invoke("index-ledger", "--stage", "dev").output.endswith(
+        f"indexed 0 earlier items of table {names.table}\n"
+    )
+
+
 def test_up_and_down_refuse_the_local_stage(project: Path) -> None:
-    for command in (["up"], ["down", "--yes"]):
+    for command in (["up"], ["down", "--yes"], ["index-ledger"]):
         result = invoke(*command, "--stage", "local")
         assert result.exit_code == 2
         assert "local bus" in result.output

@@ -163,7 +163,16 @@ def test_the_table(cfn: dict[str, Any]) -> None:
     assert {a["AttributeName"]: a["AttributeType"] for a in properties["AttributeDefinitions"]} == {
         "pk": "S",
         "sk": "S",
+        "ledger_shard": "S",
+        "ledger_order": "S",
     }
+    [index] = properties["GlobalSecondaryIndexes"]  # what `ledger` and `failures` query
+    assert index["IndexName"] == "ledger"
+    assert [(k["AttributeName"], k["KeyType"]) for k in index["KeySchema"]] == [
+        ("ledger_shard", "HASH"),
+        ("ledger_order", "RANGE"),
+    ]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["TimeToLiveSpecification"] == {
         "AttributeName": TTL_ATTRIBUTE,
@@ -251,6 +260,14 @@ def test_every_function_is_named_and_pointed_at_the_stack(cfn: dict[str, Any]) -
         assert variables["STRIPE_EVENTS_TOPIC_ARN"] == {"Ref": "NotificationsTopic"}
         assert variables["STRIPE_WEBHOOK_SECRET_PARAM"] == {"Fn::Sub": names.webhook_secret_param}
         assert variables["STRIPE_EVENTS_STAGE"] == STAGE  # Chalice's own, kept by the merge
+
+
+def test_every_function_is_sized_for_what_it_does(cfn: dict[str, Any]) -> None:
+    for function in [API_HANDLER, *FUNCTIONS]:
+        properties = cfn["Resources"][cfn_name(function)]["Properties"]
+        # The webhook answers within Stripe's wait; an event function has Chalice's default.
+        expected = (256, 10) if function == API_HANDLER else (256, 60)
+        assert (properties["MemorySize"], properties["Timeout"]) == expected, function
 
 
 def test_every_role_allows_only_its_functions_needs(cfn: dict[str, Any]) -> None:

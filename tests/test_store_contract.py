@@ -35,7 +35,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield SqliteStore(tmp_path / "state" / "stripe-events.sqlite3")
         return
     bucket = request.getfixturevalue("s3_bucket")
-    # A table per test: recent() scans the whole table, so tests must not share one.
+    # A table per test: recent() and failures() list the whole ledger, so tests must not
+    # share one.
     table = unique("store-contract")
     create_table(table, REGION)
     yield DynamoStore(table, REGION, lambda: S3PayloadStore(bucket, REGION))
@@ -64,6 +65,15 @@ def test_published_then_received_is_one_event(store: Store) -> None:
 
     assert store.event("evt_1") == LedgerEntry("evt_1", "invoice.paid", 5, T1, T2, "{}", {})
     assert store.event("evt_2") is None
+
+
+def test_a_publication_recorded_after_the_receipt_keeps_the_receipts_time(store: Store) -> None:
+    # The function may record its receipt before the webhook records the publication.
+    store.record_received("evt_1", "invoice.paid", 5, T1, "{}")
+    store.record_published("evt_1", "invoice.paid", 5, T3)
+
+    assert store.recent(10) == [LedgerEntry("evt_1", "invoice.paid", 5, T3, T1, "{}", {})]
+    assert store.recent(10, since=T2) == []
 
 
 def test_record_outcome_replaces_the_previous_one(store: Store) -> None:

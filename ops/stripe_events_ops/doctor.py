@@ -22,7 +22,12 @@ import stripe
 
 from stripe_events.errors import SettingsError
 from stripe_events.settings import LOCAL_SECRET, Settings
-from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
+from stripe_events.stores.schema import (
+    INDEX_KEY_SCHEMA,
+    KEY_SCHEMA,
+    LEDGER_INDEX,
+    TTL_ATTRIBUTE,
+)
 from stripe_events_ops import project
 from stripe_events_ops.clients import AwsClients, stripe_client
 from stripe_events_ops.destination import find_destination, list_destinations
@@ -298,13 +303,14 @@ class Doctor:
             )
         else:
             self.report.ok(f"table {name} exists (ACTIVE)")
+        self.ledger_index(name, table)
         ttl = dynamodb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         on = ttl.get("TimeToLiveStatus") in ("ENABLED", "ENABLING")
         if on and ttl.get("AttributeName") == TTL_ATTRIBUTE:
-            self.report.ok(f"table {name} expires idempotency records by {TTL_ATTRIBUTE} (TTL)")
+            self.report.ok(f"table {name} expires the claims of dead runs by {TTL_ATTRIBUTE} (TTL)")
         else:
             self.report.problem(
-                f"table {name} has no TTL on {TTL_ATTRIBUTE}: idempotency records never expire",
+                f"table {name} has no TTL on {TTL_ATTRIBUTE}: the claims of dead runs are kept",
                 self.infra_fix,
             )
         backups = dynamodb.describe_continuous_backups(TableName=name)
@@ -315,6 +321,41 @@ class Doctor:
             self.report.problem(
                 f"table {name} has no point-in-time recovery: a lost ledger could not be restored",
                 self.infra_fix,
+            )
+
+    def ledger_index(self, name: str, table: dict[str, Any]) -> None:
+        """The index that `ledger`, `failures` and `replay --failed` query."""
+        found = [
+            i for i in table.get("GlobalSecondaryIndexes", []) if i["IndexName"] == LEDGER_INDEX
+        ]
+        if not found:
+            self.report.problem(
+                f"table {name} has no index {LEDGER_INDEX}: `ledger`, `failures` and "
+                "`replay --failed` cannot list events",
+                f"{self.infra_fix}; then index the events recorded before it (the README's "
+                "section Queries that scale)",
+            )
+            return
+        [index] = found
+        keys = tuple((k["AttributeName"], k["KeyType"]) for k in index["KeySchema"])
+        if keys != INDEX_KEY_SCHEMA:
+            self.report.problem(
+                f"index {LEDGER_INDEX} of table {name} has the keys {keys}; the app needs "
+                f"{INDEX_KEY_SCHEMA}",
+                f"delete the index (aws dynamodb update-table --table-name {name} "
+                "--global-secondary-index-updates "
+                f'\'[{{"Delete": {{"IndexName": "{LEDGER_INDEX}"}}}}]\'), then '
+                f"{self.infra_fix}",
+            )
+            return
+        status = index.get("IndexStatus")
+        if status == "ACTIVE":
+            self.report.ok(f"table {name} has the index {LEDGER_INDEX} (ACTIVE)")
+        else:
+            self.report.problem(
+                f"index {LEDGER_INDEX} of table {name} is {status}, not ACTIVE: until "
+                "DynamoDB has built it, `ledger` and `failures` cannot read it",
+                "wait (minutes for a large table) and run doctor again",
             )
 
     def bucket(self, s3: Any, name: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from typing import Any
 import click
 
 from stripe_events.errors import SettingsError
-from stripe_events_ops.options import deployed_stage_option
+from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events_ops.options import deployed_stage_option, stage_events
 from stripe_events_ops.project import (
     CONFIG,
     Stage,
@@ -49,6 +51,8 @@ FAILED_SUFFIXES = ("_FAILED", "ROLLBACK_COMPLETE")
 # A new table, bucket and queue take a minute or two; give up well after that.
 STACK_WAIT_SECONDS = 30 * 60
 POLL_SECONDS = 5.0
+# index-ledger reports its progress every so many items (a scan reads about 1 MB a request).
+PROGRESS_EVERY = 1000
 # What a stage's functions read, and the output of the stack that names it.
 STAGE_VARIABLES = {
     "STRIPE_EVENTS_TABLE": "TableName",
@@ -64,11 +68,28 @@ def dump_json(document: Any) -> str:
 # --- infra render: the generated files ----------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Size:
+    """A function's memory (MB; Lambda gives CPU in proportion) and timeout (seconds)."""
+
+    memory_mb: int
+    timeout_seconds: int
+
+
+# From `make bench` (README, "Sizing the functions"): every function peaks under 70 MB.
+# 256 MB gives a cold start about a seventh of a core, twice 128 MB's, for what is CPU
+# work (imports, JSON, signatures), at the same cost per unit of it. The webhook stops
+# at Stripe's own wait for an answer, 10 s; an event function at Chalice's default 60 s,
+# which is also how long a crashed run's claim holds.
+WEBHOOK_SIZE = Size(memory_mb=256, timeout_seconds=10)
+EVENT_FUNCTION_SIZE = Size(memory_mb=256, timeout_seconds=60)
+
+
 def planned_files(project_dir: Path) -> dict[Path, str]:
     """Every generated file and its content: the merge template, the policy files, the config.
 
     In the config, each deployed stage's `lambda_functions` names each function's policy
-    file; entries of functions that no longer exist lose theirs.
+    file, memory and timeout; entries of functions that no longer exist lose them.
     """
     functions = event_functions(project_dir)
     config = read_config(project_dir)
@@ -78,13 +99,19 @@ def planned_files(project_dir: Path) -> dict[Path, str]:
         lambda_functions: dict[str, Any] = stage_config.setdefault("lambda_functions", {})
         for name in list(lambda_functions):
             if name not in (API_HANDLER, *functions):
-                lambda_functions[name].pop("iam_policy_file", None)
+                for generated in ("iam_policy_file", "lambda_memory_size", "lambda_timeout"):
+                    lambda_functions[name].pop(generated, None)
                 if not lambda_functions[name]:
                     del lambda_functions[name]
         for function in (API_HANDLER, *functions):
             filename = policy_file(stage, function)
             files[project_dir / ".chalice" / filename] = dump_json(file_policy(stage, function))
-            lambda_functions.setdefault(function, {})["iam_policy_file"] = filename
+            size = WEBHOOK_SIZE if function == API_HANDLER else EVENT_FUNCTION_SIZE
+            lambda_functions.setdefault(function, {}).update(
+                iam_policy_file=filename,
+                lambda_memory_size=size.memory_mb,
+                lambda_timeout=size.timeout_seconds,
+            )
     files[project_dir / CONFIG] = dump_json(config)
     return files
 
@@ -431,6 +458,32 @@ def down_command(stage: str, yes: bool) -> None:
             abort=True,
         )
     infra_down(chosen, click.echo)
+
+
+@infra_group.command(name="index-ledger")
+@deployed_stage_option
+def index_ledger_command(stage: str) -> None:
+    """Once, after upgrading from a version without the ledger index: give its keys to
+    what that version recorded, so that `ledger` and `failures` list it. Scans the table."""
+    _deployed_stage(stage)
+    store = stage_events(stage).store
+    if not isinstance(store, DynamoStore):
+        raise click.UsageError(f"stage {stage!r} keeps its ledger in {type(store).__name__}")
+    found = indexed = 0
+    for done in store.index_earlier_items():
+        found += 1
+        indexed += done
+        if found % PROGRESS_EVERY == 0:
+            click.echo(f"... {found} items without index keys found, {indexed} indexed")
+    changed = found - indexed
+    click.echo(
+        f"indexed {indexed} earlier items of table {store.table}"
+        + (
+            f"; {changed} had changed meanwhile, and their new write set what they need"
+            if changed
+            else ""
+        )
+    )
 
 
 @infra_group.command(name="render")

@@ -11,7 +11,7 @@ Two templates come out of it, with the same resources:
   of the functions `chalice deploy` has made. Chalice manages those functions' rules, so
   on this path they have no dead-letter queue of their own.
 
-Names come from schema.py (the table's keys, TTL, the bucket's folders) and from the
+Names come from schema.py (the table's keys, index and TTL, the bucket's folders) and from the
 stack's name, `{app}-{stage}`: `${AWS::StackName}` is the prefix of every name, so the
 stack of stage `prod` is `stripe-events-prod`, and the CLI's `--stage prod` finds the
 same table. Each function has its own IAM policy, built here twice: with exact ARNs
@@ -222,10 +222,10 @@ def function_policy(
         parameters = [("WebhookSigningSecret", webhook_secret_param)]
     else:
         statements += [
-            # The ledger, the projections and the idempotency records (conditional puts,
+            # The ledger, the projections and the runs' claims (conditional puts,
             # and deletes when a handler fails).
             _allow(
-                "LedgerStateAndIdempotency",
+                "LedgerStateAndClaims",
                 [
                     "dynamodb:GetItem",
                     "dynamodb:PutItem",

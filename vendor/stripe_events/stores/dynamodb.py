@@ -5,14 +5,22 @@ Conditions need top-level attributes: `order_key` on items written by `put_if_ne
 larger than DynamoDB takes (400 KB per item) goes to the payload store, and `body_ref`
 holds its reference; an event's body in the ledger becomes the reference the webhook
 publishes for oversized events.
+
+The ledger index's keys (schema.py) go with the writes of the items it lists: an event's
+with its first publication or its first receipt, a failing outcome's with the outcome.
+`recent` and `failures` query that index and never scan; `index_earlier_items` gives its
+keys, once, to what versions before it wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import json
 import time
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from botocore.config import Config
@@ -35,11 +43,19 @@ from stripe_events.stores.base import (
 )
 from stripe_events.stores.schema import (
     CHILD_PREFIX,
+    CLAIM_KEPT_SECONDS,
     EVENT_PREFIX,
     EVENT_SK,
+    FAILED_SHARDS,
     HANDLER_PREFIX,
+    INDEX_ORDER,
+    INDEX_SHARD,
     ITEM_SK,
+    LEDGER_INDEX,
+    LEDGER_SHARDS,
+    SEEN_SHARDS,
     STATE_FOLDER,
+    TTL_ATTRIBUTE,
 )
 from stripe_events.stores.schema import (
     PARTITION_KEY as PK,
@@ -58,6 +74,8 @@ FAIL_FAST = Config(
 # take well under the remaining 50 KB.
 MAX_INLINE_BODY_BYTES = 350_000
 NOT_OLDER = "attribute_not_exists(order_key) OR order_key <= :order"
+NOT_PUBLISHED = "attribute_not_exists(published_at)"
+NOT_RECEIVED = "attribute_not_exists(received_at)"
 
 
 def _event_pk(event_id: str) -> dict[str, str]:
@@ -87,6 +105,73 @@ def _seen_at(item: dict[str, Any]) -> str:
     return _optional(item, "received_at") or _optional(item, "published_at") or ""
 
 
+def _names(names: dict[str, str]) -> dict[str, Any]:
+    """ExpressionAttributeNames for `#name` placeholders; none at all when there are none
+    (DynamoDB refuses an empty map)."""
+    return {"ExpressionAttributeNames": {f"#{n}": v for n, v in names.items()}} if names else {}
+
+
+def _shard(kind: str, number: int) -> str:
+    return f"{kind}#{number}"
+
+
+def index_keys(kind: str, event_id: str, seen_at: str) -> dict[str, Any]:
+    """The ledger index's keys of an event item (SEEN_SHARDS) or a failing outcome's
+    (FAILED_SHARDS).
+
+    crc32 and not hash(), which each process seeds anew: every writer must pick the same
+    shard. The order sorts as (seen at, id) does, because "#" sorts below every character
+    that can follow a time in an ISO string.
+    """
+    shard = _shard(kind, zlib.crc32(event_id.encode()) % LEDGER_SHARDS)
+    return {INDEX_SHARD: {"S": shard}, INDEX_ORDER: {"S": f"{seen_at}#{event_id}"}}
+
+
+def event_key(event_id: str) -> dict[str, Any]:
+    return {PK: _event_pk(event_id), SK: {"S": EVENT_SK}}
+
+
+def event_attributes(
+    event_id: str, event_type: str, created: int, first: dict[str, str]
+) -> dict[str, Any]:
+    """An event item's attributes as its first record writes them, its index keys included.
+
+    `first`: `published_at`, or `received_at` and `body`, or all three; the receipt, when
+    there is one, orders the event.
+    """
+    seen_at = first.get("received_at") or first["published_at"]
+    return {
+        "type": {"S": event_type},
+        "created": {"N": str(created)},
+        **{name: {"S": value} for name, value in first.items()},
+        **index_keys(SEEN_SHARDS, event_id, seen_at),
+    }
+
+
+def outcome_item(
+    event_id: str, handler: str, outcome: Outcome, seen_at: Callable[[], str]
+) -> dict[str, Any]:
+    """A handler's outcome item; a failing one with the index keys that `failures` finds it by.
+
+    `seen_at` is asked only for a failure: when its event was seen, or "" when the ledger
+    has no such event (then the outcome's own time stands in).
+    """
+    item = {
+        PK: _event_pk(event_id),
+        SK: {"S": HANDLER_PREFIX + handler},
+        "status": {"S": outcome.status},
+        "attempts": {"N": str(outcome.attempts)},
+        "at": {"S": outcome.at},
+    }
+    if outcome.error_type is not None:
+        item["error_type"] = {"S": outcome.error_type}
+    if outcome.error is not None:
+        item["error"] = {"S": outcome.error}
+    if outcome.status == "error":
+        item.update(index_keys(FAILED_SHARDS, event_id, seen_at() or outcome.at))
+    return item
+
+
 class DynamoStore(Store):
     def __init__(
         self, table: str, region: str, payloads: Callable[[], PayloadStore] | None = None
@@ -100,27 +185,12 @@ class DynamoStore(Store):
             raise ValueError(f"{why}, but this store has no payload store (STRIPE_EVENTS_BUCKET)")
         return self.payloads()
 
-    def _record_event(
-        self, event_id: str, event_type: str, created: int, first: dict[str, str]
-    ) -> None:
-        """Create or update the event item; the `first` fields keep their first value."""
-        names = {f"#f{i}": name for i, name in enumerate(first)}
-        values = {f":f{i}": {"S": value} for i, value in enumerate(first.values())}
-        keep_first = ", ".join(f"#f{i} = if_not_exists(#f{i}, :f{i})" for i in range(len(first)))
-        self.client.update_item(
-            TableName=self.table,
-            Key={PK: _event_pk(event_id), SK: {"S": EVENT_SK}},
-            UpdateExpression=f"SET #type = :type, created = :created, {keep_first}",
-            ExpressionAttributeNames={"#type": "type", **names},
-            ExpressionAttributeValues={
-                ":type": {"S": event_type},
-                ":created": {"N": str(created)},
-                **values,
-            },
-        )
-
     def record_published(self, event_id: str, event_type: str, created: int, at: str) -> None:
-        self._record_event(event_id, event_type, created, {"published_at": at})
+        first = event_attributes(event_id, event_type, created, {"published_at": at})
+        if not self._update_if(event_key(event_id), first, f"{NOT_PUBLISHED} AND {NOT_RECEIVED}"):
+            # Received already: the receipt orders the event, the publication only adds its
+            # time. (Published already: the first publication stays, and this changes nothing.)
+            self._update_if(event_key(event_id), {"published_at": {"S": at}}, NOT_PUBLISHED)
 
     def record_received(
         self, event_id: str, event_type: str, created: int, at: str, body: str
@@ -131,41 +201,64 @@ class DynamoStore(Store):
             # it, and the dispatcher restores the body, as for the webhook's own.
             why = f"the body of event {event_id} has {size} bytes, more than an item holds"
             body = reference(body, self._payload_store(why))
-        self._record_event(event_id, event_type, created, {"received_at": at, "body": body})
+        # The first receipt wins, and from then on orders the event in the index.
+        first = event_attributes(event_id, event_type, created, {"received_at": at, "body": body})
+        self._update_if(event_key(event_id), first, NOT_RECEIVED)
 
     def record_outcome(self, event_id: str, handler: str, outcome: Outcome) -> None:
-        item = {
-            PK: _event_pk(event_id),
-            SK: {"S": HANDLER_PREFIX + handler},
-            "status": {"S": outcome.status},
-            "attempts": {"N": str(outcome.attempts)},
-            "at": {"S": outcome.at},
-        }
-        if outcome.error_type is not None:
-            item["error_type"] = {"S": outcome.error_type}
-        if outcome.error is not None:
-            item["error"] = {"S": outcome.error}
+        item = outcome_item(event_id, handler, outcome, lambda: self._seen_at_of(event_id))
         self._put_if(item, "attribute_not_exists(#at) OR #at <= :at", {":at": item["at"]}, at="at")
+
+    def _seen_at_of(self, event_id: str) -> str:
+        response = self.client.get_item(
+            TableName=self.table,
+            Key=event_key(event_id),
+            ConsistentRead=True,
+            ProjectionExpression="received_at, published_at",
+        )
+        return _seen_at(response.get("Item", {}))
+
+    def _conditional(self, write: Callable[..., Any], **request: Any) -> bool:
+        """One conditional write; False when its condition does not hold."""
+        try:
+            write(TableName=self.table, **request)
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def _put_if(
         self, item: dict[str, Any], condition: str, values: dict[str, Any], **names: str
     ) -> bool:
         """PutItem under `condition`; False when the condition does not hold."""
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                Item=item,
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-                **(
-                    {"ExpressionAttributeNames": {f"#{n}": v for n, v in names.items()}}
-                    if names
-                    else {}
-                ),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        return self._conditional(
+            self.client.put_item,
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            **_names(names),
+        )
+
+    def _update_if(
+        self,
+        key: dict[str, Any],
+        fields: dict[str, Any],
+        condition: str,
+        values: dict[str, Any] | None = None,
+        **names: str,
+    ) -> bool:
+        """SET `fields` on the item at `key` under `condition`; False when it does not hold."""
+        placeholders = {f"f{i}": name for i, name in enumerate(fields)}
+        return self._conditional(
+            self.client.update_item,
+            Key=key,
+            UpdateExpression="SET " + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields))),
+            ConditionExpression=condition,
+            ExpressionAttributeValues={
+                **{f":f{i}": value for i, value in enumerate(fields.values())},
+                **(values or {}),
+            },
+            **_names({**placeholders, **names}),
+        )
 
     def _query_event(self, event_id: str) -> list[dict[str, Any]]:
         paginator = self.client.get_paginator("query")
@@ -206,44 +299,120 @@ class DynamoStore(Store):
     def event(self, event_id: str) -> LedgerEntry | None:
         return self._entry(self._query_event(event_id))
 
-    def _scan(self, condition: str, values: dict[str, Any], **names: str) -> list[dict[str, Any]]:
-        # A scan: fine for the CLI on a modest table. A GSI on seen_at is the next step.
+    def _scan(
+        self, condition: str, values: dict[str, Any], **names: str
+    ) -> Iterator[dict[str, Any]]:
+        # Only the one-off index_earlier_items reads the whole table.
         paginator = self.client.get_paginator("scan")
         pages = paginator.paginate(
             TableName=self.table,
             FilterExpression=condition,
             ExpressionAttributeValues=values,
-            **(
-                {"ExpressionAttributeNames": {f"#{n}": v for n, v in names.items()}}
-                if names
-                else {}
-            ),
+            **_names(names),
         )
-        return [item for page in pages for item in page["Items"]]
+        return (item for page in pages for item in page["Items"])
+
+    def _indexed(
+        self, kind: str, shard: int, since: str, page: int | None
+    ) -> Iterator[tuple[str, str]]:
+        """(order, event id) of one shard of the ledger index, newest first; each page is
+        read only when the one before it has been consumed."""
+        condition = "#shard = :shard"
+        names = {"shard": INDEX_SHARD}
+        values = {":shard": {"S": _shard(kind, shard)}}
+        if since:  # DynamoDB refuses an empty string in a key condition
+            condition += " AND #order >= :since"
+            names["order"] = INDEX_ORDER
+            values[":since"] = {"S": since}
+        pages = self.client.get_paginator("query").paginate(
+            TableName=self.table,
+            IndexName=LEDGER_INDEX,
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=values,
+            ScanIndexForward=False,
+            **_names(names),
+            **({} if page is None else {"Limit": page}),
+        )
+        for response in pages:
+            for item in response["Items"]:
+                yield item[INDEX_ORDER]["S"], item[PK]["S"].removeprefix(EVENT_PREFIX)
 
     def _entries(self, event_ids: list[str]) -> list[LedgerEntry]:
         entries = [e for e in map(self.event, event_ids) if e is not None]
         return sorted(entries, key=lambda e: (e.seen_at, e.id), reverse=True)
 
     def recent(self, limit: int, since: str = "") -> list[LedgerEntry]:
-        items = [
-            item
-            for item in self._scan(f"{SK} = :sk", {":sk": {"S": EVENT_SK}})
-            if _seen_at(item) >= since
-        ]
-        items.sort(key=lambda i: (_seen_at(i), i[PK]["S"]), reverse=True)
-        return self._entries(
-            [i[PK]["S"].removeprefix(EVENT_PREFIX) for i in items[: max(limit, 0)]]
-        )
+        if limit <= 0:
+            return []
+        # Each shard holds about limit / LEDGER_SHARDS of the newest events: a page a little
+        # larger answers most shards in one request, and no shard reads more than one page
+        # past what is listed.
+        page = limit // LEDGER_SHARDS + 2
+        shards = [self._indexed(SEEN_SHARDS, n, since, page) for n in range(LEDGER_SHARDS)]
+        newest = heapq.merge(*shards, reverse=True)
+        return self._entries([event_id for _, event_id in itertools.islice(newest, limit)])
 
     def failures(self, since: str = "") -> list[LedgerEntry]:
+        # All of them are listed: no limit, pages as large as DynamoDB makes them. An event
+        # with several failing handlers is in the index once per handler.
+        ids = {
+            event_id
+            for n in range(LEDGER_SHARDS)
+            for _, event_id in self._indexed(FAILED_SHARDS, n, since, None)
+        }
+        # The index follows the table within a second or so: a handler that has just
+        # succeeded may still be listed there, but its entry, read from the table, is not
+        # failing.
+        return [e for e in self._entries(sorted(ids)) if e.failing and e.seen_at >= since]
+
+    def index_earlier_items(self) -> Iterator[bool]:
+        """Give the ledger index's keys to the items that versions before it wrote: for
+        each item found without them, whether it was indexed now.
+
+        Run it once, after the version that writes them is deployed (`stripe-events infra
+        index-ledger`): it scans the whole table. Each write is conditional on what the scan
+        saw, so an item that a function changed meanwhile keeps what the function wrote.
+        """
         items = self._scan(
-            f"begins_with({SK}, :handler) AND #status = :error",
-            {":handler": {"S": HANDLER_PREFIX}, ":error": {"S": "error"}},
+            "attribute_not_exists(#order) AND "
+            "(#sk = :event OR (begins_with(#sk, :handler) AND #status = :error))",
+            {
+                ":event": {"S": EVENT_SK},
+                ":handler": {"S": HANDLER_PREFIX},
+                ":error": {"S": "error"},
+            },
+            order=INDEX_ORDER,
+            sk=SK,
             status="status",
         )
-        ids = sorted({i[PK]["S"].removeprefix(EVENT_PREFIX) for i in items})
-        return [e for e in self._entries(ids) if e.seen_at >= since]
+        return (self._index_earlier(item) for item in items)
+
+    def _index_earlier(self, item: dict[str, Any]) -> bool:
+        event_id = item[PK]["S"].removeprefix(EVENT_PREFIX)
+        unindexed = "attribute_not_exists(#order)"
+        if item[SK]["S"] != EVENT_SK:
+            handler = item[SK]["S"].removeprefix(HANDLER_PREFIX)
+            indexed = outcome_item(
+                event_id, handler, _outcome(item), lambda: self._seen_at_of(event_id)
+            )
+            # Unless the outcome has been recorded again since.
+            return self._put_if(
+                indexed,
+                f"{unindexed} AND #status = :error AND #at = :at",
+                {":error": item["status"], ":at": item["at"]},
+                order=INDEX_ORDER,
+                status="status",
+                at="at",
+            )
+        # The time the scan saw orders the event, unless a receipt has come since.
+        received = item.get("received_at")
+        return self._update_if(
+            {PK: item[PK], SK: item[SK]},
+            index_keys(SEEN_SHARDS, event_id, _seen_at(item)),
+            f"{unindexed} AND " + ("received_at = :received" if received else NOT_RECEIVED),
+            {":received": received} if received else {},
+            order=INDEX_ORDER,
+        )
 
     def _body(self, pk: str, item: dict[str, Any]) -> dict[str, Any]:
         """The attributes that hold `item`'s JSON: inline, or a reference to the payload store."""
@@ -318,6 +487,7 @@ class DynamoStore(Store):
             "claim": {"S": CLAIMED},
             "claim_owner": {"S": owner},
             "lease_until": {"N": f"{until:.6f}"},
+            TTL_ATTRIBUTE: {"N": str(int(until) + CLAIM_KEPT_SECONDS)},
         }
         # The rule of store.can_take, as one condition.
         taken = self._put_if(

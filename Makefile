@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench stress clean
+.PHONY: run test lint bench bench-ledger stress clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The package benchmark measures what `stripe-events build` made, as Deploy ships it.
+# BENCH_ARGS go to the package benchmark, e.g. `make bench BENCH_ARGS="--repeat 3 --check"`.
 bench: $(STAMP)
 	$(BIN)/python bench/webhook_bench.py
+	$(BIN)/stripe-events build --stage prod
+	$(BIN)/python bench/package_bench.py $(BENCH_ARGS)
+
+# What `ledger` and `failures` read from a ledger of 100,000 items (on a moto server it starts).
+bench-ledger: $(STAMP)
+	$(BIN)/python bench/ledger_queries_bench.py
 
 # The concurrency tests of `make test`, with ten times the rounds and examples.
 ROUNDS ?= 100

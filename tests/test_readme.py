@@ -19,7 +19,7 @@ README = (ROOT / "README.md").read_text()
 CLI = ".venv/bin/stripe-events"
 
 
-NOT_RUN_HERE = ("run", "send", "backfill", "infra", "endpoint", "doctor")
+NOT_RUN_HERE = ("run", "send", "backfill", "build", "infra", "endpoint", "doctor")
 
 
 def cli_lines() -> list[list[str]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from stripe_events_ops.backfill import backfill_command
+from stripe_events_ops.build import build_command
 from stripe_events_ops.develop import enabled_events, outbox, run_local, send, show_catalog
 from stripe_events_ops.doctor import doctor_command
 from stripe_events_ops.endpoint import endpoint_group
@@ -29,5 +30,6 @@ def main(context: click.Context, project: Path | None) -> None:
 
 for command in (run_local, send, show_catalog, enabled_events, ledger, failures, replay, outbox):
     main.add_command(command)
-for command in (state, backfill_command, infra_group, endpoint_group, doctor_command):
+for command in (state, backfill_command, build_command, infra_group, endpoint_group):
     main.add_command(command)
+main.add_command(doctor_command)

@@ -33,7 +33,7 @@ from stripe_events_ops.infra import (
     stale_files,
     wait_for_stack,
 )
-from stripe_events_ops.project import CONFIG, deployed_stages, event_functions, read_config
+from stripe_events_ops.project import CONFIG, deployed_stages, function_handlers, read_config
 from stripe_events_ops.template import (
     API_HANDLER,
     BODIES_PREFIX,
@@ -52,7 +52,8 @@ from tests.conftest import REGION
 from tests.helpers import ROOT
 from tests.sqs_poller import unique
 
-FUNCTIONS = event_functions(ROOT)
+FUNCTIONS = function_handlers(ROOT)
+APP = read_config(ROOT)["app_name"]
 
 
 def actions(policy: dict[str, Any]) -> set[str]:
@@ -285,7 +286,9 @@ def test_up_deploys_the_stages_stack_and_down_deletes_it(
     # The stack is the stage's template, with the deployed function's destination.
     cloudformation = boto3.client("cloudformation")
     deployed = cloudformation.get_template(StackName=prefix)["TemplateBody"]
-    assert json.loads(json.dumps(deployed)) == stage_stack_template(["customers"])
+    app = read_config(project)["app_name"]
+    customers = {"customers": FUNCTIONS["customers"]}
+    assert json.loads(json.dumps(deployed)) == stage_stack_template(customers, app)
 
     config = read_config(project)["stages"]["dev"]["environment_variables"]
     topic_arn = f"arn:aws:sns:{REGION}:{account}:{names.topic}"
@@ -315,6 +318,7 @@ def test_up_deploys_the_stages_stack_and_down_deletes_it(
         in second.output
     )
     assert "config.json" not in second.output  # nothing to change the second time
+    assert_alarms_go_to_the_address_given(prefix)
 
     down = invoke("down", "--stage", "dev", "--yes")
     assert down.exit_code == 0, down.output
@@ -336,7 +340,7 @@ def test_the_stage_stack_is_the_merge_templates_resources() -> None:
     # One definition: the quick path's stack holds the production template's resources,
     # which it deletes with the stack, and only deployed functions' destinations.
     merged = merge_template(FUNCTIONS)["Resources"]
-    stack = stage_stack_template(["customers"])["Resources"]
+    stack = stage_stack_template({"customers": FUNCTIONS["customers"]}, APP)["Resources"]
     for logical in ("Table", "BodiesBucket", "NotificationsTopic", "DeadLetterQueue"):
         kept = {k: v for k, v in merged[logical].items() if not k.endswith("Policy")}
         assert stack[logical] == kept, logical
@@ -346,7 +350,7 @@ def test_the_stage_stack_is_the_merge_templates_resources() -> None:
     config = stack["CustomersEventInvokeConfig"]["Properties"]
     assert config["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-customers"}
     assert config == {**merged["CustomersEventInvokeConfig"]["Properties"], **config}
-    assert set(stage_stack_template([])["Outputs"]) == set(STAGE_VARIABLES.values()) | {
+    assert set(stage_stack_template({}, APP)["Outputs"]) == set(STAGE_VARIABLES.values()) | {
         "DeadLetterQueueUrl"
     }
 
@@ -433,6 +437,26 @@ def assert_the_app_works_on_them(names: Names, topic_arn: str) -> None:
     ref = S3PayloadStore(names.bucket, REGION).save("evt_infra", '{"big": true}')
     assert ref["key"].startswith(BODIES_PREFIX)  # so the lifecycle rule expires it
     SnsNotifier(topic_arn, REGION).send(Notification("evt_infra:infra:test", "test", "hi", {}))
+
+
+def assert_alarms_go_to_the_address_given(prefix: str) -> None:
+    """`--alarm-email` sets the stack's AlarmEmail (which subscribes it to the alarm topic,
+    see test_package: moto's CloudFormation makes no AWS::SNS::Subscription); `up` without
+    the option keeps it."""
+
+    def alarm_email() -> str:
+        [stack] = boto3.client("cloudformation").describe_stacks(StackName=prefix)["Stacks"]
+        given = {p["ParameterKey"]: str(p["ParameterValue"]) for p in stack["Parameters"]}
+        return given["AlarmEmail"]
+
+    assert alarm_email() == ""
+    given = invoke("up", "--stage", "dev", "--alarm-email", "ops@example.com")
+    assert given.exit_code == 0, given.output
+    assert given.output.startswith(f"updating stack {prefix}\n")
+    assert alarm_email() == "ops@example.com"
+    kept = invoke("up", "--stage", "dev")
+    assert kept.output.startswith(f"stack {prefix} is up to date\n"), kept.output
+    assert alarm_email() == "ops@example.com"
 
 
 def assert_earlier_items_get_indexed(names: Names) -> None:

@@ -25,7 +25,7 @@ from samtranslator.translator.translator import Translator  # type: ignore[impor
 
 from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops.infra import MERGE_TEMPLATE
-from stripe_events_ops.project import Stage, deployed_stages, event_functions
+from stripe_events_ops.project import Stage, deployed_stages, function_handlers
 from stripe_events_ops.template import (
     API_HANDLER,
     ASYNC_RETRY,
@@ -45,7 +45,7 @@ STAGE = "prod"
 STACK = "stripe-events-prod"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-FUNCTIONS = event_functions(ROOT)
+FUNCTIONS = function_handlers(ROOT)
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 # What the project itself puts in the deployment package (the rest is its requirements).
 OURS = {"app.py", "chalicelib", "stripe_events"}
@@ -139,7 +139,7 @@ def test_cfn_lint_finds_no_problem(sam: dict[str, Any]) -> None:
 
 
 def test_cfn_lint_finds_no_problem_in_the_stack_infra_up_deploys() -> None:
-    assert lint_problems(stage_stack_template(FUNCTIONS)) == []
+    assert lint_problems(stage_stack_template(FUNCTIONS, "stripe-events")) == []
 
 
 def test_cfn_lint_does_check_the_merged_resources(sam: dict[str, Any]) -> None:
@@ -151,6 +151,15 @@ def test_cfn_lint_does_check_the_merged_resources(sam: dict[str, Any]) -> None:
     problems = lint_problems(broken)
     assert any("FREE" in p for p in problems), problems
     assert any("MaximumRetryAttempts" in p for p in problems), problems
+
+
+def test_the_rest_api_is_named_after_the_stack_as_its_alarms_name_it(cfn: dict[str, Any]) -> None:
+    [api] = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    stack = {"Fn::Sub": "${AWS::StackName}"}
+    assert api["Properties"]["Name"] == api["Properties"]["Body"]["info"]["title"] == stack
+    alarm = cfn["Resources"]["WebhookServerErrorsAlarm"]["Properties"]
+    assert {"Name": "ApiName", "Value": stack} in alarm["Dimensions"]
+    assert cfn["Resources"]["Dashboard"]["Type"] == "AWS::CloudWatch::Dashboard"
 
 
 def test_the_table(cfn: dict[str, Any]) -> None:

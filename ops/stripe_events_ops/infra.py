@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +24,16 @@ from typing import Any
 import click
 
 from stripe_events.errors import SettingsError
+from stripe_events.observability import SERVICE_VARIABLE
 from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events_ops.monitoring import ALARM_EMAIL
 from stripe_events_ops.options import deployed_stage_option, stage_events
 from stripe_events_ops.project import (
     CONFIG,
     Stage,
     current_project,
     deployed_stages,
-    event_functions,
+    function_handlers,
     load_stage,
     read_config,
 )
@@ -89,13 +91,17 @@ def planned_files(project_dir: Path) -> dict[Path, str]:
     """Every generated file and its content: the merge template, the policy files, the config.
 
     In the config, each deployed stage's `lambda_functions` names each function's policy
-    file, memory and timeout; entries of functions that no longer exist lose them.
+    file, memory and timeout; entries of functions that no longer exist lose them. Its
+    environment names the service its metrics are counted under.
     """
-    functions = event_functions(project_dir)
+    handlers = function_handlers(project_dir)
+    functions = list(handlers)
     config = read_config(project_dir)
-    files = {project_dir / MERGE_TEMPLATE: dump_json(merge_template(functions))}
+    files = {project_dir / MERGE_TEMPLATE: dump_json(merge_template(handlers))}
     for stage in deployed_stages(project_dir):
         stage_config = config["stages"][stage.name]
+        # What the stage's metrics are found by (observability.py): its stack's name.
+        stage_config.setdefault("environment_variables", {})[SERVICE_VARIABLE] = stage.prefix
         lambda_functions: dict[str, Any] = stage_config.setdefault("lambda_functions", {})
         for name in list(lambda_functions):
             if name not in (API_HANDLER, *functions):
@@ -170,14 +176,19 @@ class StackFailed(click.ClickException):
     """CloudFormation could not bring the stack to the state asked for."""
 
 
-def stack_status(cloudformation: Any, name: str) -> str | None:
+def describe_stack(cloudformation: Any, name: str) -> dict[str, Any] | None:
     try:
         [stack] = cloudformation.describe_stacks(StackName=name)["Stacks"]
     except Exception as error:
         if "does not exist" in str(error):
             return None
         raise
-    return str(stack["StackStatus"])
+    return dict(stack)
+
+
+def stack_status(cloudformation: Any, name: str) -> str | None:
+    stack = describe_stack(cloudformation, name)
+    return None if stack is None else str(stack["StackStatus"])
 
 
 def wait_for_stack(
@@ -247,20 +258,32 @@ def deploy_stack(
     cloudformation: Any,
     name: str,
     template: dict[str, Any],
-    parameters: dict[str, str],
+    parameters: dict[str, str | None],
     echo: Echo,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, str]:
-    """Create or update the stack, wait for it; its outputs."""
-    body = json.dumps(template)
+    """Create or update the stack, wait for it; its outputs.
+
+    A parameter given as None keeps the value the stack has (its default when the stack
+    is new, or older than the parameter).
+    """
+    stack = describe_stack(cloudformation, name) or {}
+    status = stack.get("StackStatus")
+    has = (
+        set()
+        if status == "ROLLBACK_COMPLETE"
+        else {p["ParameterKey"] for p in stack.get("Parameters", [])}
+    )
+    given = {k: v for k, v in parameters.items() if v is not None}
+    kept = [k for k, v in parameters.items() if v is None and k in has]
     arguments = {
         "StackName": name,
-        "TemplateBody": body,
-        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        "TemplateBody": json.dumps(template),
+        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()]
+        + [{"ParameterKey": k, "UsePreviousValue": True} for k in kept],
         # The partner bus's forwarding role has no fixed name.
         "Capabilities": ["CAPABILITY_IAM"],
     }
-    status = stack_status(cloudformation, name)
     if status == "ROLLBACK_COMPLETE":  # a first creation that failed: CloudFormation's rule
         echo(f"stack {name} failed to create before; deleting it to start again")
         since = last_event_time(cloudformation, name)
@@ -333,19 +356,23 @@ def set_stage_variables(project_dir: Path, stage: str, values: dict[str, str]) -
 def infra_up(
     stage: Stage,
     project: Path,
-    functions: Sequence[str],
+    functions: Mapping[str, Sequence[str]],
     partner_source: str,
     echo: Echo,
     sleep: Callable[[float], None] = time.sleep,
+    alarm_email: str | None = None,
 ) -> None:
+    """`functions`: the app's event functions, each with its handlers. `alarm_email`:
+    None keeps the address the stack has."""
     aws = Aws()
     names = Names(stage.prefix, aws.account)
     deployed = deployed_functions(aws.client("lambda"), names, functions)
     outputs = deploy_stack(
         aws.client("cloudformation"),
         stage.prefix,
-        stage_stack_template(deployed),
-        {"StripePartnerEventSource": partner_source},
+        # `chalice deploy` names the REST API after the app.
+        stage_stack_template({f: functions[f] for f in deployed}, stage.app),
+        {"StripePartnerEventSource": partner_source, ALARM_EMAIL: alarm_email},
         echo,
         sleep,
     )
@@ -433,16 +460,25 @@ def infra_group() -> None:
     metavar="aws.partner/stripe.com/ed_...",
     help="Also forward the events of Stripe's EventBridge destination to the functions.",
 )
-def up_command(stage: str, partner_source: str) -> None:
+@click.option(
+    "--alarm-email",
+    default=None,
+    metavar="ops@example.com",
+    help="Send the stage's alarms to this address (AWS asks it to confirm); '' for none. "
+    "Without the option, the address the stack has stays.",
+)
+def up_command(stage: str, partner_source: str, alarm_email: str | None) -> None:
     """Deploy the stage's resources for `chalice deploy`, as a CloudFormation stack.
 
     It writes their names (from the stack's outputs) into the stage's environment in
     .chalice/config.json. Run it again after the first `chalice deploy`: the functions'
-    failed events then go to the dead-letter queue. Safe to run again.
+    failed events then go to the dead-letter queue, and their alarms are made. Safe to
+    run again.
     """
     chosen = _deployed_stage(stage)
     project = current_project()
-    infra_up(chosen, project, event_functions(project), partner_source, click.echo)
+    handlers = function_handlers(project)
+    infra_up(chosen, project, handlers, partner_source, click.echo, alarm_email=alarm_email)
 
 
 @infra_group.command(name="down")

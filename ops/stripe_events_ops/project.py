@@ -22,6 +22,7 @@ import click
 from stripe_events import catalog
 from stripe_events.errors import SettingsError
 from stripe_events.pattern import matches
+from stripe_events.router import RulePattern
 from stripe_events.settings import LOCAL_BUS
 
 if TYPE_CHECKING:
@@ -177,10 +178,22 @@ def deployed_stages(project: Path) -> list[Stage]:
 
 def event_functions(project: Path) -> list[str]:
     """The names of app.py's @app.on_cw_event functions: one per resource module."""
+    return list(function_handlers(project))
+
+
+def function_handlers(project: Path) -> dict[str, list[str]]:
+    """Each @app.on_cw_event function of app.py -> the handlers it runs (`<router>.<name>`).
+
+    A function whose rule was not made by `Router.pattern` runs no handler of ours.
+    """
     from chalice.app import CloudWatchEventConfig
 
-    return [
-        source.name
+    return {
+        source.name: (
+            [h.name for h in source.event_pattern.router.handlers]
+            if isinstance(source.event_pattern, RulePattern)
+            else []
+        )
         for source in routing_app(project).event_sources
         if isinstance(source, CloudWatchEventConfig)
-    ]
+    }

@@ -11,6 +11,8 @@ Two templates come out of it, with the same resources:
   of the functions `chalice deploy` has made. Chalice manages those functions' rules, so
   on this path they have no dead-letter queue of their own.
 
+Both have the stage's alarms and dashboard (monitoring.py).
+
 Names come from schema.py (the table's keys, index and TTL, the bucket's folders) and from the
 stack's name, `{app}-{stage}`: `${AWS::StackName}` is the prefix of every name, so the
 stack of stage `prod` is `stripe-events-prod`, and the CLI's `--stage prod` finds the
@@ -22,7 +24,7 @@ for `chalice deploy`.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,13 @@ from stripe_events.stores.schema import (
     STATE_FOLDER,
     TTL_ATTRIBUTE,
     table_definition,
+)
+from stripe_events_ops.monitoring import (
+    Watched,
+    monitoring_conditions,
+    monitoring_parameters,
+    monitoring_resources,
+    service_variable,
 )
 from stripe_events_ops.project import Stage
 
@@ -362,13 +371,16 @@ def _function_resources(function: str, environment: dict[str, Any]) -> dict[str,
     }
 
 
-def merge_template(functions: Sequence[str]) -> dict[str, Any]:
-    """The template to merge into `chalice package`'s output, for these event functions.
+def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The template to merge into `chalice package`'s output, for these event functions
+    (each with its handlers' names).
 
     Chalice merges it into its own template by key: a resource with the logical id of one
-    of Chalice's (`Customers`, `CustomersRole`, `APIHandler`) extends it, any other is
-    added; a list replaces Chalice's. Functions get the names `chalice deploy` would give
-    them, exact policies, and an environment that points at the stack's own resources.
+    of Chalice's (`Customers`, `CustomersRole`, `APIHandler`, `RestAPI`) extends it, any
+    other is added; a list replaces Chalice's. Functions get the names `chalice deploy`
+    would give them, exact policies, and an environment that points at the stack's own
+    resources. The REST API is named after the stack, as API Gateway's metrics (and so
+    the alarms) name it: Chalice would name every stage's API after the app.
     """
     names = STACK_PLACE.names
     environment = {
@@ -378,10 +390,18 @@ def merge_template(functions: Sequence[str]) -> dict[str, Any]:
             "STRIPE_EVENTS_TOPIC_ARN": {"Ref": "NotificationsTopic"},
             "STRIPE_WEBHOOK_SECRET_PARAM": _sub(names.webhook_secret_param),
             "STRIPE_API_KEY_PARAM": _sub(names.api_key_param),
+            **service_variable(),
         }
     }
     resources = _stage_resources(retain=True)
     resources.update(_function_resources(API_HANDLER, environment))
+    # Both: API Gateway takes the name, and SAM would otherwise keep the OpenAPI title.
+    resources["RestAPI"] = {
+        "Properties": {
+            "Name": _sub(names.prefix),
+            "DefinitionBody": {"info": {"title": _sub(names.prefix)}},
+        }
+    }
     rule_arns: list[Any] = []
     for function in functions:
         logical = cfn_name(function)
@@ -401,19 +421,22 @@ def merge_template(functions: Sequence[str]) -> dict[str, Any]:
         resources[f"{logical}EventInvokeConfig"] = _invoke_config({"Ref": logical})
     partner_rule = {"Fn::If": [PARTNER_CONDITION, PARTNER_RULE_ARN, {"Ref": "AWS::NoValue"}]}
     resources["DeadLetterQueuePolicy"] = _dead_letter_policy([*rule_arns, partner_rule])
+    resources.update(_monitoring(functions, names.prefix))
     return _template(resources)
 
 
-def stage_stack_template(deployed: Sequence[str]) -> dict[str, Any]:
+def stage_stack_template(deployed: Mapping[str, Sequence[str]], api_name: str) -> dict[str, Any]:
     """The stage's resources as a stack of their own, for `chalice deploy` (`infra up`).
 
-    `deployed` are the event functions `chalice deploy` has made: each gets its
-    on-failure destination here. Their rules are Chalice's, without a dead-letter queue.
-    This stack is for trying things out: `infra down` deletes it with its data, so the
-    table and the bucket go with it.
+    `deployed` are the event functions `chalice deploy` has made, with their handlers:
+    each gets its on-failure destination and its alarms here. Their rules are Chalice's,
+    without a dead-letter queue. `api_name` is the REST API's name, which `chalice
+    deploy` takes from the app's name. This stack is for trying things out: `infra
+    down` deletes it with its data, so the table and the bucket go with it.
     """
     names = STACK_PLACE.names
     resources = _stage_resources(retain=False)
+    resources.update(_monitoring(deployed, api_name))
     for function in deployed:
         invoke_config = _invoke_config(_sub(names.function(function)))
         resources[f"{cfn_name(function)}EventInvokeConfig"] = invoke_config
@@ -423,6 +446,16 @@ def stage_stack_template(deployed: Sequence[str]) -> dict[str, Any]:
         "Condition": PARTNER_CONDITION,
     }
     return _template(resources)
+
+
+def _monitoring(functions: Mapping[str, Sequence[str]], api_name: str) -> dict[str, Any]:
+    names = STACK_PLACE.names
+    watched = [
+        Watched(function, cfn_name(function), names.function(function), function == API_HANDLER)
+        for function in (API_HANDLER, *functions)
+    ]
+    handlers = [handler for function in functions for handler in functions[function]]
+    return monitoring_resources(watched, handlers, api_name, names.queue)
 
 
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
@@ -531,12 +564,14 @@ def _template(resources: dict[str, Any]) -> dict[str, Any]:
                     "bus and forwards its events to the default bus, where the functions' "
                     "rules match them. Leave empty for webhooks only."
                 ),
-            }
+            },
+            **monitoring_parameters(),
         },
         "Conditions": {
             PARTNER_CONDITION: {
                 "Fn::Not": [{"Fn::Equals": [{"Ref": "StripePartnerEventSource"}, ""]}]
-            }
+            },
+            **monitoring_conditions(),
         },
         "Resources": resources,
         "Outputs": {output: {"Value": {"Ref": logical}} for output, logical in OUTPUTS.items()},

@@ -80,13 +80,12 @@ class Router:
         """Every catalog type this router handles, wildcards expanded."""
         return sorted({t for p in self.patterns for t in catalog.expand(p)})
 
-    def pattern(self, settings: Settings) -> dict[str, Any]:
+    def pattern(self, settings: Settings) -> RulePattern:
         """The EventBridge pattern for this router's types, from us or from Stripe directly."""
         if not self.handlers:
             raise ValueError(f"router {self.name!r} has no handlers")
-        pattern: dict[str, Any] = {
-            "source": [settings.source, {"prefix": PARTNER_SOURCE_PREFIX}],
-        }
+        pattern = RulePattern(self)
+        pattern["source"] = [settings.source, {"prefix": PARTNER_SOURCE_PREFIX}]
         if catalog.WILDCARD not in self.patterns:
             detail_types: list[Any] = []
             for name in self.patterns:
@@ -96,3 +95,13 @@ class Router:
                     detail_types.append(name)
             pattern["detail-type"] = detail_types
         return pattern
+
+
+class RulePattern(dict[str, Any]):
+    """An event pattern, as `@app.on_cw_event` takes it, that knows its router: Chalice
+    keeps the object it is given, so the operator's tooling can tell which handlers each
+    function runs (an alarm per handler) from the loaded app alone."""
+
+    def __init__(self, router: Router) -> None:
+        super().__init__()
+        self.router = router

@@ -4,6 +4,7 @@ and see which of Stripe's event types it handles."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.error
@@ -13,11 +14,12 @@ from dataclasses import asdict
 import click
 
 from stripe_events import catalog, samples
-from stripe_events.errors import UnknownEventType
+from stripe_events.errors import SettingsError, UnknownEventType
 from stripe_events.notifier import OutboxNotifier
 from stripe_events.signature import expected_signature
+from stripe_events_ops.listen_secret import SECRET_VARIABLE, NotASigningSecret, added_secrets
 from stripe_events_ops.options import handled, stage_events, stage_option
-from stripe_events_ops.project import current_project
+from stripe_events_ops.project import current_project, stage_environment
 
 DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
 
@@ -27,10 +29,28 @@ DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @stage_option
 def run_local(host: str, port: int, stage: str) -> None:
-    """Serve the app, as `chalice local --no-autoreload` does, taking bursts of deliveries."""
+    """Serve the app, as `chalice local --no-autoreload` does, taking bursts of deliveries.
+
+    STRIPE_WEBHOOK_SECRET, in the shell or in a .env file beside .chalice/, is accepted
+    besides the stage's own secret: the one `stripe listen` prints.
+    """
     from stripe_events_ops.local_server import serve
 
-    serve(current_project(), stage, host, port)
+    project = current_project()
+    try:
+        added = added_secrets(project, stage_environment(stage, project), os.environ)
+    except (NotASigningSecret, SettingsError) as error:
+        raise click.UsageError(str(error)) from None
+    variables = {}
+    if added is not None:
+        variables[SECRET_VARIABLE] = added.value
+        click.echo(
+            f"Accepting deliveries signed with the {added.count} secret(s) of "
+            f"{SECRET_VARIABLE} from {added.origin} (`stripe listen`), as well as stage "
+            f"{stage}'s own.",
+            err=True,
+        )
+    serve(project, stage, host, port, variables)
 
 
 @click.command()

@@ -26,10 +26,14 @@ class BurstServer(ThreadedHTTPServer):
     request_queue_size = LISTEN_BACKLOG
 
 
-def serve(project_dir: Path, stage: str, host: str, port: int) -> None:
-    """Serve the app of `project_dir` under `stage` until interrupted."""
+def serve(
+    project_dir: Path, stage: str, host: str, port: int, variables: dict[str, str] | None = None
+) -> None:
+    """Serve the app of `project_dir` under `stage` until interrupted; `variables` win over
+    the stage's own, as a user's parameters to Chalice's config do."""
     factory = CLIFactory(str(project_dir), environ=os.environ)
-    config = factory.create_config_obj(chalice_stage_name=stage)
+    params = {"environment_variables": variables} if variables else None
+    config = factory.create_config_obj(chalice_stage_name=stage, user_provided_params=params)
     validate_routes(config.chalice_app.routes)
     # As `chalice local` does: the app's log lines on stdout, as Lambda shows them.
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")

@@ -81,7 +81,13 @@ def test_the_webhook_verifies_with_the_secrets_in_ssm(
     client, publisher = deployed_app(tmp_path, STRIPE_WEBHOOK_SECRET_PARAM=name)
     assert post(client, "whsec_old_one")[0] == 200
     assert post(client, "whsec_new_one")[0] == 200
-    assert post(client, "whsec_other")[1]["error"] == "signature_mismatch"
+    status, answer = post(client, "whsec_other")
+    assert (status, answer["error"]) == (400, "signature_mismatch")
+    # The setting that applies in this stage: the parameter, not STRIPE_WEBHOOK_SECRET.
+    assert f"Check that the SSM parameter {name} (STRIPE_WEBHOOK_SECRET_PARAM) holds" in str(
+        answer["message"]
+    )
+    assert "whsec_" not in str(answer["message"])
     assert len(publisher.entries) == 2
     logs = capsys.readouterr().out  # a deployed stage logs JSON lines to stdout
     assert "signature_mismatch" in logs
@@ -112,10 +118,14 @@ def test_the_api_key_comes_from_ssm(moto_url: str, tmp_path: Path) -> None:
             "STRIPE_EVENTS_STAGE": "prod",
             "STRIPE_EVENTS_BUS": "default",
             "STRIPE_API_KEY_PARAM": name,
+            "STRIPE_EVENTS_TABLE": "unused",
         }
     )
     assert module.events.api_key == "rk_test_from_ssm"
     assert "rk_test_from_ssm" not in repr(module.events.settings)
+    # What a handler's message names when it has no key of an event's mode.
+    stripe_api = module.events.dispatcher.stripe_api
+    assert stripe_api.setting == f"the SSM parameter {name} (STRIPE_API_KEY_PARAM)"
 
 
 def test_the_api_key_is_optional_even_when_its_parameter_is_named(moto_url: str) -> None:

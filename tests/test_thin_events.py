@@ -25,6 +25,7 @@ from stripe_events.envelope import parse_event, to_entry
 from stripe_events.errors import HandlerFailed, UnknownEventType
 from stripe_events.notifier import Notification, OutboxNotifier
 from stripe_events.router import Router
+from stripe_events.settings import Settings
 from stripe_events.stores.sqlite import SqliteStore
 from stripe_events.testing import (
     InProcessStripe,
@@ -209,6 +210,18 @@ def test_without_an_api_key_the_notice_says_how_to_get_the_errors(tmp_path: Path
     [sent] = outbox_of(hub)
     assert sent.message["errors"] is None
     assert "STRIPE_API_KEY" in sent.message["summary"]
+
+
+def test_in_a_deployed_stage_the_notice_names_the_keys_parameter(tmp_path: Path) -> None:
+    hub = local_dispatcher(SqliteStore(tmp_path / "state.sqlite3"), tmp_path)
+    setting = Settings(stage="prod", api_key_param="/stripe-events-prod/api-key").api_key_setting
+    hub.stripe_api = StripeApi(str, "", setting)  # no key of this event's mode
+    hub.dispatch(billing_meters.router, samples.sample_event(ERRORS))
+    [sent] = outbox_of(hub)
+    assert sent.message["summary"] == (
+        "no Stripe API key of this event's mode in the SSM parameter "
+        "/stripe-events-prod/api-key (STRIPE_API_KEY_PARAM): see the event in the Dashboard"
+    )
 
 
 # The test kit: InProcessStripe ------------------------------------------------------------

@@ -38,9 +38,10 @@ def alert_meter_errors(notification: MeterErrorNotification, ctx: Context) -> No
     meter = related.id if related is not None else None
     message: dict[str, Any] = {"event": notification.id, "type": notification.type, "meter": meter}
     if ctx.stripe is None:
-        ctx.log.warning("%s: no STRIPE_API_KEY to fetch the errors of", notification.id)
+        missing = f"no Stripe API key of this event's mode in {ctx.stripe_setting}"
+        ctx.log.warning("%s: %s to fetch the errors with", notification.id, missing)
         message["errors"] = None
-        message["summary"] = "STRIPE_API_KEY is not set: see the event in the Dashboard"
+        message["summary"] = f"{missing}: see the event in the Dashboard"
     else:
         data = notification.fetch_event().data
         message["summary"] = data.developer_message_summary

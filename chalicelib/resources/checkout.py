@@ -102,9 +102,11 @@ def payment_status(event: stripe.Event, session: dict[str, Any], ctx: Context) -
         fetched = ctx.stripe.v1.checkout.sessions.retrieve(session["id"], options=options)
         return str(fetched.payment_status)
     ctx.log.warning(
-        "session %s has no payment_status (an API version before 2020-09) and STRIPE_API_KEY "
-        "is not set to fetch it: not fulfilled. Fulfil it by hand if it was paid.",
+        "session %s has no payment_status (an API version before 2020-09) and %s holds no "
+        "Stripe API key of its mode to fetch it: not fulfilled. Fulfil it by hand if it was "
+        "paid.",
         session["id"],
+        ctx.stripe_setting,
     )
     return None
 

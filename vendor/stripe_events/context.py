@@ -35,12 +35,15 @@ class Context:
     # At least as long as this run can live (the Lambda's remaining time): a claim held
     # this long belongs to a run that has ended.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    # Where the key comes from in this stage, for messages about it (the SSM parameter's
+    # name in a deployed stage).
+    stripe_setting: str = "STRIPE_API_KEY"
 
     @cached_property
     def stripe(self) -> stripe.StripeClient | None:
-        """A client for the Stripe API when STRIPE_API_KEY is set (to re-fetch an object),
-        else None. Made when a handler first asks: a function whose handlers never call
-        Stripe never reads the key."""
+        """A client for the Stripe API when the stage has a key of the event's mode (to
+        re-fetch an object), else None. Made when a handler first asks: a function whose
+        handlers never call Stripe never reads the key."""
         return self.stripe_api()
 
     def notify(

@@ -159,7 +159,9 @@ class StripeEvents:
         return Dispatcher(
             self.store,
             lambda: self.payloads,
-            stripe_api=StripeApi(lambda: self.api_key, self.settings.api_base),
+            stripe_api=StripeApi(
+                lambda: self.api_key, self.settings.api_base, self.settings.api_key_setting
+            ),
             notifier=lambda: self.notifier,
         )
 

@@ -63,9 +63,15 @@ class StripeApi:
     """The stage's Stripe client, made on first use: only the functions whose handlers call
     Stripe (or receive thin events) read the API key, from SSM in a deployed stage."""
 
-    def __init__(self, api_key: Callable[[], str] = str, api_base: str = "") -> None:
+    def __init__(
+        self,
+        api_key: Callable[[], str] = str,
+        api_base: str = "",
+        setting: str = "STRIPE_API_KEY",
+    ) -> None:
         self._api_key = api_key
         self.bases: BaseAddresses | None = {"api": api_base} if api_base else None
+        self.setting = setting  # where the key comes from, as messages name it
 
     @cached_property
     def _client(self) -> tuple[stripe.StripeClient | None, bool]:
@@ -203,6 +209,7 @@ class Dispatcher:
             self.notifier,
             header.id,
             lease,
+            api.setting,
         )
         started = time.perf_counter()
         try:

@@ -119,6 +119,17 @@ class Settings:
         return self
 
     @property
+    def webhook_secret_setting(self) -> str:
+        """Where this stage's signing secret comes from, as messages name it (never its
+        value)."""
+        return _setting("STRIPE_WEBHOOK_SECRET", self.webhook_secret_param)
+
+    @property
+    def api_key_setting(self) -> str:
+        """Where this stage's Stripe API key comes from, as messages name it."""
+        return _setting("STRIPE_API_KEY", self.api_key_param)
+
+    @property
     def is_local(self) -> bool:
         return self.bus == LOCAL_BUS
 
@@ -129,3 +140,7 @@ class Settings:
             f"bus={self.bus!r}, source={self.source!r}, table={self.table!r}, "
             f"bucket={self.bucket!r}, api_key={'set' if self.api_key else 'unset'})"
         )
+
+
+def _setting(plain: str, param: str) -> str:
+    return f"the SSM parameter {param} ({plain}_PARAM)" if param else plain

@@ -69,12 +69,14 @@ def verify(
     secrets: Sequence[str],
     tolerance_seconds: int,
     now: float,
+    secret_setting: str = "STRIPE_WEBHOOK_SECRET",
 ) -> int:
     """Check the header against every secret; return the signed timestamp.
 
     Raises Rejected when the header is missing or malformed, when the timestamp is
     more than `tolerance_seconds` in the past or in the future, or when no v1
-    signature matches any secret.
+    signature matches any secret. `secret_setting` is where the secrets come from, as
+    the mismatch's message names it.
     """
     timestamp, signatures = parse_header(header)
     age = now - timestamp
@@ -97,6 +99,6 @@ def verify(
     raise _bad(
         "signature_mismatch",
         "No v1 signature matches the configured signing secret(s). Check that "
-        "STRIPE_WEBHOOK_SECRET holds this endpoint's secret, and that the body was "
+        f"{secret_setting} holds this endpoint's secret, and that the body was "
         "not changed on the way.",
     )

@@ -46,7 +46,14 @@ def ingest(
         )
     if secrets is None:
         secrets = settings.webhook_secrets
-    verify(body, signature_header, secrets, settings.tolerance_seconds, now)
+    verify(
+        body,
+        signature_header,
+        secrets,
+        settings.tolerance_seconds,
+        now,
+        settings.webhook_secret_setting,
+    )
     text = decode_body(body)
     header = parse_event(text, settings.livemode)
     return header, to_entry(text, header, settings)
@@ -105,7 +112,10 @@ def webhook_blueprint(
             log.error("%s; answering 503 so that Stripe retries", error)
             return _error(503, "not_configured", NOT_CONFIGURED)
         if not signing_secrets:
-            log.error("no webhook signing secret is set; answering 503 so that Stripe retries")
+            log.error(
+                "no webhook signing secret is set (%s); answering 503 so that Stripe retries",
+                settings.webhook_secret_setting,
+            )
             return _error(503, "not_configured", "The webhook has no signing secret yet.")
         try:
             header, entry = ingest(

@@ -148,7 +148,9 @@ def _rfc3339_seconds(value: Any) -> int | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         return None
-    seconds = int(moment.timestamp())
+    # Whole seconds first: a float timestamp of the last second's fractions rounds up past
+    # MAX_CREATED, and int() of a time just before 1970 rounds up to 0.
+    seconds = int(moment.replace(microsecond=0).timestamp())
     return seconds if 0 <= seconds <= MAX_CREATED else None
 
 

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-ledger stress clean
+.PHONY: run test lint bench bench-ledger stress mutate clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The tests run in a random order (pytest-randomly); `make test SEED=N` replays one.
+ifndef SEED
+SEED := $(shell $(PYTHON) -c 'import random; print(random.randrange(10**9))')
+endif
+
 test: lint
-	$(BIN)/pytest
+	@echo "pytest in random order, seed $(SEED): \`make test SEED=$(SEED)\` replays it"
+	$(BIN)/pytest -p randomly --randomly-seed=$(SEED)
 
 # The package benchmark measures what `stripe-events build` made, as Deploy ships it.
 # BENCH_ARGS go to the package benchmark, e.g. `make bench BENCH_ARGS="--repeat 3 --check"`.
@@ -33,6 +39,11 @@ bench: $(STAMP)
 # What `ledger` and `failures` read from a ledger of 100,000 items (on a moto server it starts).
 bench-ledger: $(STAMP)
 	$(BIN)/python bench/ledger_queries_bench.py
+
+# Mutation testing of the runtime's core modules: a score per module (see mutation/run.py).
+mutate: $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-mutate.txt
+	$(BIN)/python mutation/run.py $(MUTATE_ARGS)
 
 # The concurrency tests of `make test`, with ten times the rounds and examples.
 ROUNDS ?= 100
@@ -46,4 +57,4 @@ catalog: $(STAMP)
 	$(BIN)/python -c "from stripe_events import catalog; catalog.write_data()"
 
 clean:
-	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis .mutation

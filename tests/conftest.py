@@ -11,6 +11,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 from stripe._http_client import HTTPClient
 
+from stripe_events import aws, secrets
 from stripe_events.observability import ROOT_LOGGER
 from stripe_events_ops.project import patched_environ
 from tests.helpers import FakeStripe, fake_stripe_server
@@ -58,6 +59,15 @@ def quick_sdk_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The Stripe SDK waits at least 0.5 s before its own retries; tests need not."""
     monkeypatch.setattr(HTTPClient, "INITIAL_DELAY", 0.01)
     monkeypatch.setattr(HTTPClient, "MAX_DELAY", 0.02)
+
+
+@pytest.fixture(autouse=True)
+def fresh_aws_session() -> Iterator[None]:
+    """Each test makes its AWS clients from its own environment, whatever ran before it
+    (the tests run in random order)."""
+    yield
+    aws.forget()
+    secrets.forget()  # its SSM providers hold clients of the session
 
 
 @pytest.fixture(autouse=True)

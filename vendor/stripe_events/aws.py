@@ -35,3 +35,13 @@ def client(service: str, region: str, config: Config | None = None) -> Any:
     shared = session()
     with _lock:
         return shared.client(service, region_name=region, config=config)
+
+
+def forget() -> None:
+    """Drop the session: the next client is made from the environment as it is then. A
+    Lambda's environment never changes; a test's does (a moto server starts, an app is
+    loaded under another stage), and a session made before resolves credentials from
+    what it saw then."""
+    global _session
+    with _lock:
+        _session = None

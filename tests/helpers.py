@@ -131,7 +131,8 @@ def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 @dataclass
 class FakeStripe:
     """A tiny stand-in for api.stripe.com: GET <path> answers `objects[path]` (status, body),
-    such as "/v1/customers/cus_1" or "/v2/core/events/evt_1"; anything else is a 404."""
+    such as "/v1/customers/cus_1" or "/v2/core/events/evt_1"; anything else is a 404. As
+    Stripe does, it answers 401 to a request without an API key."""
 
     url: str
     objects: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
@@ -152,6 +153,8 @@ def fake_stripe_server() -> Iterator[FakeStripe]:
             state.requests.append((self.path, dict(self.headers)))
             path = self.path.split("?")[0]
             status, body = state.objects.get(path, (404, not_found(path)))
+            if not self.headers.get("Authorization", "").removeprefix("Bearer ").strip():
+                status, body = 401, NO_API_KEY
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -165,6 +168,14 @@ def fake_stripe_server() -> Iterator[FakeStripe]:
     with loopback_server(Handler) as url:
         state.url = url
         yield state
+
+
+NO_API_KEY = {
+    "error": {
+        "type": "invalid_request_error",
+        "message": "You did not provide an API key.",
+    }
+}
 
 
 def not_found(resource: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from importlib.machinery import ModuleSpec
 from pathlib import Path
 
 import pytest
@@ -103,10 +104,71 @@ def test_a_typo_fails_at_import_with_the_closest_names() -> None:
     assert "invoice.payment_failed" in str(caught.value)
 
 
+def test_an_unknown_name_says_the_stripe_version_and_at_most_five_close_names() -> None:
+    with pytest.raises(UnknownEventType) as caught:
+        Router("invoices").on("invoice.payment_faild")
+    head, _, rest = str(caught.value).partition(" Did you mean: ")
+    assert head == (
+        f"'invoice.payment_faild' is not an event type Stripe documents (stripe {stripe.VERSION})."
+    )
+    names, _, tail = rest.partition("? ")
+    assert names.split(", ")[0] == "invoice.payment_failed"
+    assert len(names.split(", ")) == 5
+    assert tail == "Run `stripe-events catalog` for the full list."
+    with pytest.raises(UnknownEventType) as nothing_close:
+        Router("invoices").on("nothing_like_it")
+    assert str(nothing_close.value) == (
+        f"'nothing_like_it' is not an event type Stripe documents (stripe {stripe.VERSION}). "
+        "Run `stripe-events catalog` for the full list."
+    )
+
+
+def test_make_catalog_writes_the_data_file_as_it_is_committed(tmp_path: Path) -> None:
+    written = tmp_path / "event_types.json"
+    catalog.write_data(written)
+    assert written.read_text(encoding="utf-8") == catalog.DATA.read_text(encoding="utf-8")
+
+
 def test_an_unknown_wildcard_suggests_a_real_one() -> None:
     with pytest.raises(UnknownEventType) as caught:
         Router("x").on("invoic.*")
-    assert "invoice.*" in str(caught.value)
+    names = str(caught.value).partition("Did you mean: ")[2].partition("?")[0].split(", ")
+    assert names[0] == "invoice.*" and len(names) == 5
+    # Five at most, though more are close.
+    with pytest.raises(UnknownEventType) as many:
+        Router("x").on("custome.*")
+    assert str(many.value).partition("Did you mean: ")[2].partition("?")[0].count(", ") == 4
+
+
+def fake_stripe_package(folder: Path, version_file: str) -> ModuleSpec:
+    (folder / "_version.py").write_text(version_file, encoding="utf-8")
+    return ModuleSpec("stripe", None, origin=str(folder / "__init__.py"))
+
+
+@pytest.mark.parametrize(
+    ("version_file", "version"),
+    [
+        ('"""The version."""\nVERSION = "1.2.3"\n', "1.2.3"),  # not on the first line
+        ("VERSION = '16.1.0'\n", "16.1.0"),
+        ("# no version here\n", ""),
+    ],
+)
+def test_the_installed_version_is_read_from_the_packages_version_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version_file: str, version: str
+) -> None:
+    spec = fake_stripe_package(tmp_path, version_file)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: spec)
+    assert catalog.installed_stripe_version() == version
+
+
+@pytest.mark.parametrize("origin", ["none", "no spec"])
+def test_without_the_stripe_package_the_catalog_says_so(
+    monkeypatch: pytest.MonkeyPatch, origin: str
+) -> None:
+    spec = None if origin == "no spec" else ModuleSpec("stripe", None, origin=None)
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: spec)
+    with pytest.raises(ModuleNotFoundError, match=r"^the stripe package is not installed$"):
+        catalog.installed_stripe_version()
 
 
 def test_wildcards_expand_to_catalog_types() -> None:
@@ -157,6 +219,25 @@ def test_a_catch_all_router_does_not_filter_on_type() -> None:
     router = Router("all")
     router.on("*")(noop)
     assert "detail-type" not in router.pattern(Settings(stage="t"))
+
+
+def test_on_needs_an_event_type_and_gives_the_function_back_unchanged() -> None:
+    router = Router("invoices")
+    with pytest.raises(TypeError, match=r"^Router\.on\(\) needs at least one event type$"):
+        router.on()
+
+    def mark_paid(event: stripe.Event, ctx: Context) -> None:
+        pass
+
+    # The module keeps its function: it can be called and tested as written.
+    assert router.on("invoice.paid")(mark_paid) is mark_paid
+    assert [h.name for h in router.handlers] == ["invoices.mark_paid"]
+
+
+def test_the_pattern_knows_its_router_for_the_tooling() -> None:
+    router = Router("invoices")
+    router.on("invoice.paid")(lambda event, ctx: None)
+    assert router.pattern(Settings(stage="test")).router is router
 
 
 def test_a_router_without_handlers_has_no_pattern() -> None:

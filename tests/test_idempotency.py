@@ -108,17 +108,31 @@ def billing_router(effects: SideEffects) -> Router:
 
 def test_twenty_concurrent_deliveries_have_one_side_effect(store: Store, tmp_path: Path) -> None:
     effects = SideEffects()
-    router = billing_router(effects)
+    refused = threading.Event()
+    router = Router("billing")
+
+    @router.on(EVENT_TYPE)
+    def charge_card(event: Any, ctx: Context) -> None:
+        # The run holds its claim until another delivery has been turned away, so that
+        # the busy path is taken every time, not only when the threads happen to overlap.
+        assert refused.wait(timeout=10), "no other delivery was refused while this one ran"
+        effects.run()
+
     event = samples.sample_event(EVENT_TYPE)
 
     def deliver() -> None:
         bodies = LocalPayloadStore(tmp_path / "bodies")
-        Dispatcher(store, lambda: bodies).dispatch(router, event, LambdaContext())
+        try:
+            Dispatcher(store, lambda: bodies).dispatch(router, event, LambdaContext())
+        except HandlerBusy:
+            refused.set()
+            raise
 
     raised = all_at_once(deliver)
 
     assert effects.count == 1
     assert all(e is None or isinstance(e, HandlerBusy) for e in raised), raised
+    assert any(isinstance(e, HandlerBusy) for e in raised)
     outcome = store.outcomes(event["id"])["billing.charge_card"]
     assert (outcome.status, outcome.attempts) == ("ok", 1)
     # Lambda retries the busy ones: they find the handler done.

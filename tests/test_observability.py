@@ -89,7 +89,8 @@ def test_handlers_report_outcome_and_duration(
     [duration] = metric_lines(out, "HandlerDuration")
     assert duration["handler"] == "billing.charge"
     assert duration["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Unit"] == "Milliseconds"
-    assert metric_lines(out, "HandlerOk")
+    [handled] = metric_lines(out, "HandlerOk")
+    assert handled["handler"] == "billing.charge"
 
 
 def test_stage_local_prints_neither_json_nor_metrics(

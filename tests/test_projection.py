@@ -114,6 +114,13 @@ SAME_SECOND = [
     ),
     pytest.param(
         [
+            ("customer.subscription.created", {"status": "active", "cancel_at_period_end": False}),
+            ("customer.subscription.updated", {"status": "active", "cancel_at_period_end": True}),
+        ],
+        id="subscription-created-before-updated",
+    ),
+    pytest.param(
+        [
             ("customer.subscription.updated", {"status": "canceled"}),
             ("customer.subscription.deleted", {"status": "canceled"}),
         ],
@@ -135,6 +142,74 @@ def test_same_second_events_are_ordered_by_the_objects_progress(
         for event in order:
             apply_snapshot(ctx, f"order{n}", event)
         assert stored(ctx, f"order{n}", "obj_A")["version"]["event_id"] == events[-1].id
+
+
+# Status changes Stripe makes, per object type, that two events of the same second can
+# carry: whatever the arrival order, and even when the earlier status has the greater
+# event id, the object must end in the later status. From Stripe's lifecycle of each.
+LIFECYCLES: dict[str, list[tuple[str, str]]] = {
+    "invoice.updated": [
+        ("draft", "open"),
+        ("open", "paid"),
+        ("open", "uncollectible"),
+        ("open", "void"),
+        ("uncollectible", "paid"),
+        ("uncollectible", "void"),
+        ("draft", "paid"),  # finalized and paid at once (an invoice of $0)
+    ],
+    "customer.subscription.updated": [
+        ("incomplete", "active"),
+        ("incomplete", "incomplete_expired"),
+        ("incomplete", "canceled"),
+        ("active", "canceled"),
+        ("past_due", "canceled"),
+        ("trialing", "canceled"),
+    ],
+    "payment_intent.processing": [
+        ("processing", "succeeded"),
+        ("requires_payment_method", "succeeded"),
+        ("requires_payment_method", "canceled"),
+        ("requires_capture", "canceled"),
+    ],
+    "checkout.session.completed": [("open", "complete"), ("open", "expired")],
+    "payout.updated": [
+        ("pending", "failed"),
+        ("in_transit", "failed"),
+        ("paid", "failed"),
+        ("pending", "canceled"),
+    ],
+    "charge.dispute.updated": [
+        ("needs_response", "won"),
+        ("under_review", "lost"),
+        ("under_review", "won"),
+        ("warning_needs_response", "warning_closed"),
+        ("warning_under_review", "warning_closed"),
+        ("needs_response", "prevented"),
+        ("needs_response", "charge_refunded"),
+    ],
+    "charge.refund.updated": [
+        ("pending", "failed"),
+        ("succeeded", "failed"),
+        ("pending", "canceled"),
+        ("requires_action", "canceled"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("event_type", "before", "after"),
+    [(t, before, after) for t, changes in LIFECYCLES.items() for before, after in changes],
+)
+def test_a_status_change_in_one_second_ends_in_the_later_status(
+    ctx: Context, event_type: str, before: str, after: str
+) -> None:
+    # The earlier status has the greater id: only the status can order them.
+    first = make_event(event_type, T, event_id="evt_9", id="obj_A", status=before)
+    then = make_event(event_type, T, event_id="evt_1", id="obj_A", status=after)
+    for n, order in enumerate([(first, then), (then, first)]):
+        for event in order:
+            apply_snapshot(ctx, f"order{n}", event)
+        assert stored(ctx, f"order{n}", "obj_A")["object"]["status"] == after, order
 
 
 STATUSES = ["draft", "open", "uncollectible", "paid", "void", "past_due"]
@@ -419,6 +494,37 @@ def test_refetch_of_a_deleted_customer_stores_it_deleted(
     assert len(fake_stripe.requests) == 1
 
 
+def test_a_deletion_stays_a_deletion_when_the_api_still_returns_the_object(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    # A deleted subscription comes back from the API as canceled, not as deleted.
+    canceled = samples.example_objects()["subscription"] | {"id": "sub_A", "status": "canceled"}
+    fake_stripe.objects["/v1/subscriptions/sub_A"] = (200, canceled)
+    event = make_event("customer.subscription.deleted", T, id="sub_A", status="canceled")
+    assert apply_snapshot(api_ctx, "subscriptions", event, refetch=True)
+    item = stored(api_ctx, "subscriptions", "sub_A")
+    assert (item["deleted"], item["object"]) == (True, canceled)
+
+
+def test_a_redelivered_event_is_applied_without_a_second_api_call(
+    api_ctx: Context, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.objects["/v1/customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
+    event = make_event("customer.updated", T, id="cus_A")
+    assert apply_snapshot(api_ctx, "customers", event, refetch=True)
+    # Delivered again (a Lambda retry after the write): applied, as stored by the first.
+    assert apply_snapshot(api_ctx, "customers", event, refetch=True)
+    assert len(fake_stripe.requests) == 1
+
+
+def test_an_event_outside_the_times_a_key_can_hold_is_refused(ctx: Context) -> None:
+    event = make_event("customer.updated", T, id="cus_A")
+    event["created"] = -1
+    with pytest.raises(ValueError) as caught:
+        apply_snapshot(ctx, "customers", event)
+    assert str(caught.value) == f"created -1 is outside 0..{MAX_CREATED}"
+
+
 def test_a_stale_event_costs_no_api_call(api_ctx: Context, fake_stripe: FakeStripe) -> None:
     fake_stripe.objects["/v1/customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
     apply_snapshot(api_ctx, "customers", make_event("customer.updated", T + 1, id="cus_A"))
@@ -448,5 +554,10 @@ def test_without_an_api_key_refetch_stores_the_snapshot(ctx: Context) -> None:
 
 def test_refetch_names_the_object_types_it_supports(api_ctx: Context) -> None:
     event = make_event("coupon.updated", T)
-    with pytest.raises(ValueError, match=r"refetch is not available for 'coupon'.*customer"):
+    with pytest.raises(ValueError) as caught:
         apply_snapshot(api_ctx, "coupons", event, refetch=True)
+    assert str(caught.value) == (
+        "refetch is not available for 'coupon' objects; add its service to SERVICES (there "
+        "are: charge, checkout.session, customer, invoice, payment_intent, price, product, "
+        "subscription)"
+    )

@@ -67,9 +67,37 @@ def test_stripe_checks_no_future_bound_but_we_do() -> None:
 @given(st.text(max_size=200))
 def test_any_header_is_parsed_or_rejected_with_400(header: str) -> None:
     try:
-        parse_header(header)
+        timestamp, signatures = parse_header(header)
     except Rejected as rejected:
         assert rejected.status == 400
+        return
+    # Accepted: what it returns is in the header, as the items Stripe writes.
+    items = [item.strip() for item in header.split(",")]
+    assert any(item.startswith("t=") and int(item[2:]) == timestamp for item in items)
+    assert signatures and all(f"v1={signature}" in items for signature in signatures)
+
+
+digests = st.text("0123456789abcdef", min_size=1, max_size=64)
+
+
+@given(
+    timestamp=st.integers(min_value=0, max_value=10**15 - 1),
+    signatures=st.lists(digests, min_size=1, max_size=3),
+    others=st.lists(st.tuples(st.sampled_from(["v0", "x", "scheme"]), digests), max_size=3),
+    spaces=st.sampled_from(["", " "]),
+    data=st.data(),
+)
+def test_a_header_as_stripe_writes_it_gives_its_timestamp_and_v1_signatures(
+    timestamp: int,
+    signatures: list[str],
+    others: list[tuple[str, str]],
+    spaces: str,
+    data: st.DataObject,
+) -> None:
+    items = [f"t={timestamp}", *(f"v1={s}" for s in signatures), *(f"{k}={v}" for k, v in others)]
+    header = ("," + spaces).join(data.draw(st.permutations(items)))
+    parsed, found = parse_header(header)
+    assert (parsed, sorted(found)) == (timestamp, sorted(signatures))
 
 
 def test_non_ascii_signatures_never_match_and_never_crash() -> None:
@@ -86,3 +114,68 @@ def test_messages_never_contain_the_secret() -> None:
         with pytest.raises(Rejected) as caught:
             verify(b"{}", header, [secret], 300, now)
         assert secret not in caught.value.message
+
+
+T = 1_767_225_600
+
+
+def signed(timestamp: int, secret: str = "whsec_x") -> str:
+    return str(stripe.WebhookSignature.generate_signature_header("{}", secret, timestamp))
+
+
+@pytest.mark.parametrize(
+    ("header", "code", "message"),
+    [
+        (None, "missing_signature", "The Stripe-Signature header is missing."),
+        ("", "missing_signature", "The Stripe-Signature header is missing."),
+        (
+            "t=1,v1=" + "a" * 9000,
+            "malformed_signature",
+            "The Stripe-Signature header is too long.",
+        ),
+        (
+            "t=abc,v1=a",
+            "malformed_signature",
+            "The Stripe-Signature header's timestamp t= is not a whole number.",
+        ),
+        (
+            "v1=abc",
+            "malformed_signature",
+            "The Stripe-Signature header has no timestamp (t=...).",
+        ),
+        (
+            "t=1",
+            "malformed_signature",
+            "The Stripe-Signature header has no v1 signature (v1=...).",
+        ),
+        (
+            signed(T - 301),
+            "stale_timestamp",
+            "The signature's timestamp is 301 s old; at most 300 s is accepted. Replayed or "
+            "delayed requests are refused.",
+        ),
+        (
+            signed(T + 301),
+            "future_timestamp",
+            "The signature's timestamp is 301 s in the future; at most 300 s is accepted. "
+            "Check the sender's clock.",
+        ),
+        (
+            signed(T, "whsec_other"),
+            "signature_mismatch",
+            "No v1 signature matches the configured signing secret(s). Check that "
+            "STRIPE_WEBHOOK_SECRET holds this endpoint's secret, and that the body was not "
+            "changed on the way.",
+        ),
+    ],
+)
+def test_each_refusal_says_what_is_wrong_and_what_to_check(
+    header: str | None, code: str, message: str
+) -> None:
+    with pytest.raises(Rejected) as refused:
+        verify(b"{}", header, ["whsec_x"], 300, T)
+    assert (refused.value.status, refused.value.code, refused.value.message) == (400, code, message)
+
+
+def test_items_without_a_value_or_with_equals_in_it_do_not_stop_the_parse() -> None:
+    assert parse_header(f"junk,,x=a=b,t={T}, v1=abc ,v1=de=f") == (T, ["abc", "de=f"])

@@ -57,8 +57,12 @@ def test_a_thin_typo_fails_at_import_with_the_closest_names() -> None:
 
 
 def test_a_handler_takes_one_kind_of_event() -> None:
-    with pytest.raises(TypeError, match="mixes snapshot and thin"):
+    with pytest.raises(TypeError) as caught:
         Router("mixed").on("invoice.paid", NO_METER)
+    assert str(caught.value) == (
+        f"Router.on{('invoice.paid', NO_METER)!r} mixes snapshot and thin event types: their "
+        "handlers receive different objects (a stripe.Event, an EventNotification); use two"
+    )
 
 
 def test_thin_types_are_not_snapshot_types_and_the_reverse() -> None:
@@ -120,6 +124,7 @@ def test_a_thin_handler_gets_the_typed_notification_bound_to_its_account(
     [(path, headers)] = fake_stripe.requests
     assert path == f"/v2/core/events/{notification['id']}"
     assert headers["Stripe-Context"] == "acct_1Nv0FGQ9RKHgCVdK"  # the connected account's
+    assert headers["Authorization"] == "Bearer sk_test_thin"  # with the stage's key
     # The handler's own client calls Stripe in the connected account too.
     assert client is not None and client is not dispatcher_client
 
@@ -201,6 +206,29 @@ def test_refused_usage_is_notified_once_with_its_errors(
             }
         ],
     }
+
+
+def test_with_a_key_of_the_other_mode_a_fetch_is_refused_without_the_key(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    failures: list[Exception] = []
+    router = Router("meters")
+
+    @router.on(ERRORS)
+    def fetch(notification: Any, ctx: Context) -> None:
+        try:
+            notification.fetch_event()
+        except stripe.AuthenticationError as error:
+            failures.append(error)
+
+    notification = error_report()
+    serve(fake_stripe, notification)
+    # A live key for a test-mode event: its objects are not that key's to see, so the
+    # fetch goes without a key, and Stripe refuses it.
+    dispatcher(tmp_path, fake_stripe, key="sk_live_thin").dispatch(router, notification)
+    assert len(failures) == 1
+    [(_, headers)] = fake_stripe.requests
+    assert "sk_live_thin" not in str(headers)
 
 
 def test_without_an_api_key_the_notice_says_how_to_get_the_errors(tmp_path: Path) -> None:
@@ -317,3 +345,35 @@ def test_stripes_eventbridge_destination_with_thin_payloads(
     LocalBus(lambda: module.app, "us-east-1").publish(entry)
     outcomes = module.events.store.outcomes(notification["id"])
     assert {n: o.status for n, o in outcomes.items()} == {"billing_meters.alert_meter_errors": "ok"}
+
+
+def test_a_thin_handlers_own_calls_go_to_the_events_account(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    router = Router("meters")
+
+    @router.on(ERRORS)
+    def look(notification: Any, ctx: Context) -> None:
+        assert ctx.stripe is not None
+        ctx.stripe.v1.customers.retrieve("cus_A")
+
+    fake_stripe.objects["/v1/customers/cus_A"] = (200, {"id": "cus_A", "object": "customer"})
+    dispatcher(tmp_path, fake_stripe).dispatch(router, error_report(context="acct_9"))
+    [(path, headers)] = fake_stripe.requests
+    assert (path, headers["Stripe-Context"]) == ("/v1/customers/cus_A", "acct_9")
+
+
+def test_without_a_key_a_thin_handler_in_an_account_gets_no_client(
+    tmp_path: Path, fake_stripe: FakeStripe
+) -> None:
+    seen: list[Any] = []
+    router = Router("meters")
+
+    @router.on(ERRORS)
+    def look(notification: Any, ctx: Context) -> None:
+        seen.append(ctx.stripe)
+
+    outcomes = dispatcher(tmp_path, fake_stripe, key="").dispatch(
+        router, error_report(context="acct_9")
+    )
+    assert seen == [None] and outcomes["meters.look"].status == "ok"

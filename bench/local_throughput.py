@@ -83,7 +83,7 @@ def make_run_throughput(deliveries: int, senders: Sequence[int]) -> list[Through
             except AssertionError as error:
                 tail = log.read_text(errors="replace")[-3000:]
                 raise SystemExit(f"`stripe-events run` did not serve: {error}\n{tail}") from None
-            server = Server(port, env, state, process)
+            server = Server(port, env, state)
             _deliver(server, new_events(EVENT_TYPE, WARM_UP_DELIVERIES, False), 1)
             results = []
             for count in senders:

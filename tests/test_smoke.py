@@ -14,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,12 +56,32 @@ def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+@contextmanager
+def serving(command: list[str], cwd: Path, env: dict[str, str], port: int) -> Iterator[list[str]]:
+    """The server, until the block ends; then what it printed, in the list it gave."""
+    printed: list[str] = []
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # so that the whole group (make and the server) can be stopped
+    )
+    try:
+        wait_for_port(port, process, seconds=60)
+        yield printed
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        printed.append(output.decode())
+
+
 @dataclass
 class Server:
     port: int
     env: dict[str, str]
     state_dir: Path
-    process: subprocess.Popen[bytes]
 
     @property
     def webhook(self) -> str:
@@ -83,21 +104,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = free_port()
     state_dir = tmp_path_factory.mktemp("make-run")
     env = {**os.environ, "STRIPE_EVENTS_STATE_DIR": str(state_dir), "PORT": str(port)}
-    process = subprocess.Popen(
-        ["make", "run", f"PORT={port}"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # so that the whole group (make and the server) can be stopped
-    )
-    try:
-        wait_for_port(port, process, seconds=60)
-        yield Server(port, env, state_dir, process)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-    assert b"Serving on" in output, output.decode()
+    with serving(["make", "run", f"PORT={port}"], ROOT, env, port) as printed:
+        yield Server(port, env, state_dir)
+    [output] = printed
+    assert "Serving on" in output, output
 
 
 def test_make_run_serves_the_webhook_and_runs_the_functions(server: Server) -> None:

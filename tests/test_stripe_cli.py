@@ -4,12 +4,9 @@ shell or a git-ignored .env, besides the stage's own, with no edit to a tracked 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +15,7 @@ from stripe_events import samples
 from stripe_events.settings import LOCAL_SECRET
 from stripe_events_ops.listen_secret import NotASigningSecret, added_secrets
 from tests.helpers import ROOT, signed_headers
-from tests.test_smoke import BIN, free_port, wait_for_port
+from tests.test_smoke import BIN, free_port, serving
 
 LISTEN_SECRET = "whsec_from_stripe_listen_0123456789abcdef"
 STAGE_ENV = {"STRIPE_WEBHOOK_SECRET": LOCAL_SECRET}
@@ -68,27 +65,6 @@ def post(port: int, secret: str) -> int:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return error.code
-
-
-@contextmanager
-def serving(command: list[str], cwd: Path, env: dict[str, str], port: int) -> Iterator[list[str]]:
-    """The server, until the block ends; then what it printed, in the list it gave."""
-    printed: list[str] = []
-    process = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, process, seconds=60)
-        yield printed
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        output, _ = process.communicate(timeout=30)
-        printed.append(output.decode())
 
 
 def shell_without_secret(state_dir: Path) -> dict[str, str]:

@@ -42,6 +42,7 @@ from stripe_events_ops.monitoring import (
     monitoring_parameters,
     monitoring_resources,
     service_variable,
+    sub,
 )
 from stripe_events_ops.project import Stage
 
@@ -340,10 +341,6 @@ def policy_file(stage: Stage, function: str) -> str:
 # --- CloudFormation: merged into what `chalice package` generates --------------------------
 
 
-def _sub(text: str) -> dict[str, str]:
-    return {"Fn::Sub": text}
-
-
 def _stack_arn(service: str, resource: str) -> Any:
     return STACK_PLACE.arn(service, resource)
 
@@ -354,7 +351,7 @@ def _function_resources(function: str, environment: dict[str, Any]) -> dict[str,
     role = cfn_role_name(function)
     properties: dict[str, Any] = {
         # The name `chalice deploy` would give it: log groups and rules follow from it.
-        "FunctionName": _sub(names.function(function)),
+        "FunctionName": sub(names.function(function)),
         "Environment": environment,
     }
     return {
@@ -388,8 +385,8 @@ def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
             "STRIPE_EVENTS_TABLE": {"Ref": "Table"},
             "STRIPE_EVENTS_BUCKET": {"Ref": "BodiesBucket"},
             "STRIPE_EVENTS_TOPIC_ARN": {"Ref": "NotificationsTopic"},
-            "STRIPE_WEBHOOK_SECRET_PARAM": _sub(names.webhook_secret_param),
-            "STRIPE_API_KEY_PARAM": _sub(names.api_key_param),
+            "STRIPE_WEBHOOK_SECRET_PARAM": sub(names.webhook_secret_param),
+            "STRIPE_API_KEY_PARAM": sub(names.api_key_param),
             **service_variable(),
         }
     }
@@ -398,8 +395,8 @@ def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     # Both: API Gateway takes the name, and SAM would otherwise keep the OpenAPI title.
     resources["RestAPI"] = {
         "Properties": {
-            "Name": _sub(names.prefix),
-            "DefinitionBody": {"info": {"title": _sub(names.prefix)}},
+            "Name": sub(names.prefix),
+            "DefinitionBody": {"info": {"title": sub(names.prefix)}},
         }
     }
     rule_arns: list[Any] = []
@@ -412,7 +409,7 @@ def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
             f"{logical}Event": {
                 "Properties": {
                     # A known name, so the queue's policy can name the rule.
-                    "RuleName": _sub(rule_name),
+                    "RuleName": sub(rule_name),
                     "DeadLetterConfig": {"Arn": DLQ_ARN},
                     "RetryPolicy": RULE_RETRY,
                 }
@@ -438,7 +435,7 @@ def stage_stack_template(deployed: Mapping[str, Sequence[str]], api_name: str) -
     resources = _stage_resources(retain=False)
     resources.update(_monitoring(deployed, api_name))
     for function in deployed:
-        invoke_config = _invoke_config(_sub(names.function(function)))
+        invoke_config = _invoke_config(sub(names.function(function)))
         resources[f"{cfn_name(function)}EventInvokeConfig"] = invoke_config
     # Only the partner bus's rule sends its undeliverable events to the queue here.
     resources["DeadLetterQueuePolicy"] = {
@@ -476,7 +473,7 @@ def _stage_resources(*, retain: bool) -> dict[str, Any]:
             "Type": "AWS::DynamoDB::Table",
             **keep,
             "Properties": {
-                "TableName": _sub(names.table),
+                "TableName": sub(names.table),
                 **table_definition(),
                 "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
                 "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True},
@@ -486,7 +483,7 @@ def _stage_resources(*, retain: bool) -> dict[str, Any]:
             "Type": "AWS::S3::Bucket",
             **keep,
             "Properties": {
-                "BucketName": _sub(names.bucket),
+                "BucketName": sub(names.bucket),
                 "BucketEncryption": {
                     "ServerSideEncryptionConfiguration": [
                         {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
@@ -499,12 +496,12 @@ def _stage_resources(*, retain: bool) -> dict[str, Any]:
         },
         "NotificationsTopic": {
             "Type": "AWS::SNS::Topic",
-            "Properties": {"TopicName": _sub(names.topic)},
+            "Properties": {"TopicName": sub(names.topic)},
         },
         "DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
             "Properties": {
-                "QueueName": _sub(names.queue),
+                "QueueName": sub(names.queue),
                 "MessageRetentionPeriod": DLQ_RETENTION_SECONDS,
                 "SqsManagedSseEnabled": True,
             },
@@ -646,7 +643,7 @@ def _partner_forwarding(names: Names) -> dict[str, Any]:
             "Type": "AWS::Events::Rule",
             "Condition": condition,
             "Properties": {
-                "Name": _sub(names.partner_forward_rule),
+                "Name": sub(names.partner_forward_rule),
                 "EventBusName": {"Ref": "StripePartnerEventBus"},
                 "EventPattern": {"source": [{"prefix": PARTNER_SOURCE_PREFIX}]},
                 "State": "ENABLED",

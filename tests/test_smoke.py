@@ -52,7 +52,12 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], seconds: float) -
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(BIN / "stripe-events"), *args], env=env, capture_output=True, text=True, timeout=60
+        [str(BIN / "stripe-events"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -139,6 +144,11 @@ def test_make_run_serves_the_webhook_and_runs_the_functions(server: Server) -> N
     state_url = f"http://127.0.0.1:{server.port}/billing/customers/cus_QXg1o8vcGmoR32"
     with urllib.request.urlopen(state_url, timeout=30) as response:
         assert json.loads(response.read())["customer"]["id"] == "cus_QXg1o8vcGmoR32"
+    # The same state through the README's `stripe-events state customer`, run as a user runs
+    # it: in its own process, where only loading the app puts chalicelib/ on the path.
+    state = cli("state", "customer", "cus_QXg1o8vcGmoR32", env=env)
+    assert state.returncode == 0, state.stderr
+    assert json.loads(state.stdout)["customer"]["id"] == "cus_QXg1o8vcGmoR32"
 
 
 def at_once(server: Server, events: list[dict[str, Any]]) -> list[tuple[int, str]]:

@@ -19,9 +19,11 @@ def state() -> None:
 @stage_option
 def state_customer(customer_id: str, stage: str) -> None:
     """CUSTOMER_ID's subscriptions, entitlements, open invoices and open disputes, as JSON."""
+    # Loading the app puts the project on sys.path, where chalicelib/ is.
+    store = stage_events(stage).store
     from chalicelib.resources.billing_state import customer_state
 
-    found = customer_state(stage_events(stage).store, customer_id)
+    found = customer_state(store, customer_id)
     if found is None:
         raise click.ClickException(f"no billing state for customer {customer_id}")
     click.echo(json.dumps(found, indent=2, sort_keys=True))

@@ -17,13 +17,13 @@ from typing import Any
 
 import boto3
 from lambda_sandbox import ACCOUNT, REGION, LambdaFunction
-from moto.server import ThreadedMotoServer
 
 from stripe_events import samples
 from stripe_events.errors import SettingsError
 from stripe_events.stores.schema import table_definition
 from stripe_events.webhook import PATH as WEBHOOK_PATH
 from tests.helpers import signed_headers
+from tests.moto_server import moto_server as serialized_moto_server
 
 # A deployed stage refuses the local development secret; this one is the benchmark's.
 WEBHOOK_SECRET = "whsec_bench_package_only"
@@ -35,13 +35,8 @@ def moto_server() -> Iterator[str]:
     """A moto server on a free 127.0.0.1 port, as tests/conftest.py starts one; its URL."""
     # Its web server logs every request; the probes make thousands.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with serialized_moto_server() as url:
+        yield url
 
 
 def create_stage(moto_url: str, functions: Sequence[LambdaFunction]) -> None:
@@ -62,7 +57,7 @@ def create_stage(moto_url: str, functions: Sequence[LambdaFunction]) -> None:
     parameters: dict[str, str] = {}
     for function in functions:
         try:
-            settings = function.settings.check_secrets()
+            settings = function.settings.check_stage()
         except SettingsError as error:
             raise SystemExit(f"stage settings of {function.name}: {error}") from None
         tables.add(settings.table)

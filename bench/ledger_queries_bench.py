@@ -24,28 +24,35 @@ import json
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-import boto3
-from moto.dynamodb.models.table import Table
-from moto.server import ThreadedMotoServer
+ROOT = Path(__file__).resolve().parents[1]
+# `python bench/ledger_queries_bench.py` puts bench/ on sys.path, not the root that holds tests/.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from stripe_events.ledger import LedgerEntry, Outcome
-from stripe_events.stores.dynamodb import (
+import boto3  # noqa: E402
+from moto.dynamodb.models.table import Table  # noqa: E402
+
+from stripe_events.ledger import LedgerEntry, Outcome  # noqa: E402
+from stripe_events.stores.dynamodb import (  # noqa: E402
     DynamoStore,
     event_attributes,
     event_key,
     outcome_item,
 )
-from stripe_events.stores.schema import (
+from stripe_events.stores.schema import (  # noqa: E402
     EVENT_PREFIX,
     HANDLER_PREFIX,
     table_definition,
 )
+from tests.moto_server import MotoServer  # noqa: E402
 
 REGION = "us-east-1"
 TABLE = "stripe-events-bench"
@@ -57,14 +64,13 @@ BATCH = 25  # BatchWriteItem's most
 HANDLERS = ("invoices.mark_paid", "invoices.notify")
 
 
-def start_moto() -> ThreadedMotoServer:
-    """A moto server on a free loopback port, and boto3 pointed at it."""
+def start_moto() -> MotoServer:
+    """A moto server on a free loopback port, as the tests start one, and boto3 pointed at it."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = MotoServer()
     server.start()
-    host, port = server.get_host_and_port()
     os.environ.update(
-        AWS_ENDPOINT_URL=f"http://{host}:{port}",
+        AWS_ENDPOINT_URL=server.url,
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION=REGION,

@@ -8,25 +8,29 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from stripe._http_client import HTTPClient
 
 from stripe_events import aws, secrets
 from stripe_events.observability import ROOT_LOGGER
 from stripe_events_ops.project import patched_environ
 from tests.helpers import FakeStripe, fake_stripe_server
+from tests.moto_server import moto_server
 
 REGION = "us-east-1"
 
 
 @pytest.fixture(scope="session")
 def moto_url() -> Iterator[str]:
-    """A moto server for the whole session, and boto3 pointed at it through the environment."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    env = {
+    """A moto server for the whole session, and boto3 pointed at it through the environment.
+
+    It runs one request at a time: moto's conditional writes are not atomic otherwise
+    (tests/moto_server.py), and the races under test are between requests."""
+    with moto_server() as url, patched_environ(_aws_environment(url)):
+        yield url
+
+
+def _aws_environment(url: str) -> dict[str, str]:
+    return {
         "AWS_ENDPOINT_URL": url,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -34,9 +38,6 @@ def moto_url() -> Iterator[str]:
         "AWS_DEFAULT_REGION": REGION,
         "AWS_REGION": REGION,
     }
-    with patched_environ(env):
-        yield url
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -22,20 +22,46 @@ from stripe_events_ops.options import handled, stage_events, stage_option
 from stripe_events_ops.project import current_project, stage_environment
 
 DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
+# Stripe gives up on a whole delivery after about 10 s, so a client silent for longer
+# between two reads is gone; the margin is for a busy laptop.
+IDLE_TIMEOUT = 15.0
 
 
 @click.command(name="run")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to serve on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host to answer besides loopback names, such as a tunnel's; repeatable.",
+)
+@click.option(
+    "--idle-timeout",
+    default=IDLE_TIMEOUT,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds a connection may stay silent, idle or mid-request, before it is closed.",
+)
 @stage_option
-def run_local(host: str, port: int, stage: str) -> None:
+def run_local(
+    host: str, port: int, allowed_hosts: tuple[str, ...], idle_timeout: float, stage: str
+) -> None:
     """Serve the app, as `chalice local --no-autoreload` does, taking bursts of deliveries.
 
     STRIPE_WEBHOOK_SECRET, in the shell or in a .env file beside .chalice/, is accepted
     besides the stage's own secret: the one `stripe listen` prints.
-    """
-    from stripe_events_ops.local_server import serve
 
+    Only requests to a loopback name (localhost, 127.0.0.1, [::1]) are answered, so that no
+    web page can read the app through DNS rebinding; --allow-host adds others.
+    """
+    from stripe_events_ops.local_server import Policy, serve
+
+    try:
+        policy = Policy.of(allowed_hosts, idle_timeout)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--allow-host") from None
     project = current_project()
     try:
         added = added_secrets(project, stage_environment(stage, project), os.environ)
@@ -50,7 +76,7 @@ def run_local(host: str, port: int, stage: str) -> None:
             f"{stage}'s own.",
             err=True,
         )
-    serve(project, stage, host, port, variables)
+    serve(project, stage, host, port, policy, variables)
 
 
 @click.command()

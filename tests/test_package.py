@@ -25,13 +25,23 @@ from samtranslator.translator.translator import Translator  # type: ignore[impor
 
 from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops.infra import MERGE_TEMPLATE
-from stripe_events_ops.project import Stage, deployed_stages, function_handlers
+from stripe_events_ops.monitoring import API_STAGE
+from stripe_events_ops.project import Stage, deployed_stages, function_handlers, stage_environment
 from stripe_events_ops.template import (
+    ACCESS_LOG_RETENTION_DAYS,
+    API_GATEWAY_LOGS_ACTIONS,
     API_HANDLER,
     ASYNC_RETRY,
     BODIES_PREFIX,
     BODY_RETENTION_DAYS,
+    BODY_RULE_ID,
+    EVENT_FUNCTION_CONCURRENCY,
+    NONCURRENT_RETENTION_DAYS,
     RULE_RETRY,
+    THROTTLING_BURST,
+    THROTTLING_RATE,
+    TRACING_ACTIONS,
+    WEBHOOK_CONCURRENCY,
     Names,
     cfn_name,
     cfn_role_name,
@@ -51,8 +61,10 @@ DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 OURS = {"app.py", "chalicelib", "stripe_events"}
 
 
-def chalice_package(out: Path) -> Path:
-    """Run `chalice package` on the project; the wheels are cached in .chalice/deployments."""
+def run_chalice_package(
+    project: Path, stage: str, out: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`chalice package --stage STAGE [options] OUT` in `project`, as a user runs it."""
     env = {
         **os.environ,
         "AWS_DEFAULT_REGION": REGION,
@@ -62,12 +74,21 @@ def chalice_package(out: Path) -> Path:
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
     chalice = Path(sys.executable).parent / "chalice"
-    command = [str(chalice), "package", "--stage", STAGE, "--merge-template", str(MERGE_TEMPLATE)]
+    return subprocess.run(
+        [str(chalice), "package", "--stage", stage, *options, str(out)],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def chalice_package(out: Path) -> Path:
+    """Run `chalice package` on the project; the wheels are cached in .chalice/deployments."""
     started = time.monotonic()
     # The first run downloads the wheels from PyPI; later runs take about 5 s.
-    result = subprocess.run(
-        [*command, str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+    result = run_chalice_package(ROOT, STAGE, out, "--merge-template", str(MERGE_TEMPLATE))
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"chalice package took {time.monotonic() - started:.1f} s")
     return out / "sam.json"
@@ -200,7 +221,7 @@ def test_the_bucket_of_oversized_bodies(cfn: dict[str, Any]) -> None:
     assert block == dict.fromkeys(
         ["BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"], True
     )
-    [rule] = properties["LifecycleConfiguration"]["Rules"]
+    [rule] = [r for r in properties["LifecycleConfiguration"]["Rules"] if r["Id"] == BODY_RULE_ID]
     assert rule["Status"] == "Enabled"
     assert rule["Prefix"] == BODIES_PREFIX
     assert rule["ExpirationInDays"] == BODY_RETENTION_DAYS >= 35
@@ -286,8 +307,14 @@ def test_every_role_allows_only_its_functions_needs(cfn: dict[str, Any]) -> None
         assert role == {"Fn::GetAtt": [cfn_role_name(function), "Arn"]}
         [policy] = resources[cfn_role_name(function)]["Properties"]["Policies"]
         assert policy["PolicyDocument"] == stack_policy(function), function
-    roles = [r for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
-    assert len(roles) == len(FUNCTIONS) + 2  # and the partner bus's forwarding role
+    # The partner bus's forwarding role too; API Gateway's logging role is the account's
+    # (test_the_api_stage_logs_each_request).
+    roles = [
+        r
+        for name, r in resources.items()
+        if r["Type"] == "AWS::IAM::Role" and name != "ApiGatewayLogsRole"
+    ]
+    assert len(roles) == len(FUNCTIONS) + 2
     for role in roles:
         assert "ManagedPolicyArns" not in role["Properties"]
         for policy in role["Properties"]["Policies"]:
@@ -334,3 +361,173 @@ def test_every_name_fits_aws_limits(stage: Stage) -> None:
     assert len(names.partner_forward_rule) <= 64
     assert len(names.bucket) <= 63  # S3's limit
     assert len(names.queue) <= 80 and len(names.topic) <= 256
+
+
+# --- The hardening: throttling, concurrency, access logs, tracing, encryption, versions ------
+
+
+def the_stage(cfn: dict[str, Any]) -> dict[str, Any]:
+    """The API Gateway stage SAM made from the REST API: what Stripe's deliveries reach."""
+    [stage] = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGateway::Stage"]
+    assert stage["Properties"]["StageName"] == API_STAGE
+    properties: dict[str, Any] = stage["Properties"]
+    return properties
+
+
+def holds(condition: Any, parameters: dict[str, str]) -> bool:
+    """A template condition's value for these parameter values (the functions it uses)."""
+    [(function, arguments)] = condition.items()
+    if function == "Fn::Not":
+        return not holds(arguments[0], parameters)
+    if function == "Fn::Or":
+        return any(holds(argument, parameters) for argument in arguments)
+    assert function == "Fn::Equals", function
+    left, right = (parameters[a["Ref"]] if isinstance(a, dict) else a for a in arguments)
+    return bool(left == right)
+
+
+def test_the_api_stage_is_throttled_by_parameters_with_sane_defaults(cfn: dict[str, Any]) -> None:
+    [setting] = the_stage(cfn)["MethodSettings"]
+    assert setting == {
+        "ResourcePath": "/*",  # every route, the webhook's and the billing route
+        "HttpMethod": "*",
+        "ThrottlingRateLimit": {"Ref": THROTTLING_RATE},
+        "ThrottlingBurstLimit": {"Ref": THROTTLING_BURST},
+    }
+    rate, burst = (cfn["Parameters"][name] for name in (THROTTLING_RATE, THROTTLING_BURST))
+    assert (rate["Type"], rate["Default"], rate["MinValue"]) == ("Number", 100, 1)
+    assert (burst["Type"], burst["Default"], burst["MinValue"]) == ("Number", 200, 1)
+
+
+def test_reserved_concurrency_is_optional_and_off_by_default(cfn: dict[str, Any]) -> None:
+    for function in [API_HANDLER, *FUNCTIONS]:
+        concurrency = WEBHOOK_CONCURRENCY if function == API_HANDLER else EVENT_FUNCTION_CONCURRENCY
+        properties = cfn["Resources"][cfn_name(function)]["Properties"]
+        assert properties["ReservedConcurrentExecutions"] == {
+            "Fn::If": [concurrency.condition, {"Ref": concurrency.name}, {"Ref": "AWS::NoValue"}]
+        }, function
+    for concurrency in (WEBHOOK_CONCURRENCY, EVENT_FUNCTION_CONCURRENCY):
+        parameter = cfn["Parameters"][concurrency.name]
+        assert (parameter["Type"], parameter["Default"]) == ("String", "")
+        condition = cfn["Conditions"][concurrency.condition]
+        reserves = {v: holds(condition, {concurrency.name: v}) for v in ("", "0", "1", "25")}
+        assert reserves == {"": False, "0": False, "1": True, "25": True}
+
+
+def test_the_api_stage_logs_each_request(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    group = resources["ApiAccessLogs"]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+    assert group["Properties"]["RetentionInDays"] == ACCESS_LOG_RETENTION_DAYS == 365
+    setting = the_stage(cfn)["AccessLogSetting"]
+    arn = {"Fn::GetAtt": ["ApiAccessLogs", "Arn"]}
+    # Made after the account's logging role is set, when the stack sets it.
+    assert setting["DestinationArn"] == {
+        "Fn::If": [
+            "CreateApiGatewayLogsRole",
+            {"Fn::Select": [0, [arn, {"Ref": "ApiGatewayAccount"}]]},
+            arn,
+        ]
+    }
+    line = json.loads(setting["Format"])  # one JSON line per request
+    assert line["requestId"] == "$context.requestId"  # API Gateway requires it
+    assert {"ip", "status", "path", "latencyMs", "xrayTraceId"} <= set(line)
+    assert all(value.startswith("$context.") for value in line.values())
+
+    parameter = cfn["Parameters"]["ApiGatewayCloudWatchRole"]
+    assert (parameter["Default"], parameter["AllowedValues"]) == ("create", ["create", "existing"])
+    condition = cfn["Conditions"]["CreateApiGatewayLogsRole"]
+    assert holds(condition, {"ApiGatewayCloudWatchRole": "create"})
+    assert not holds(condition, {"ApiGatewayCloudWatchRole": "existing"})
+    account, role = resources["ApiGatewayAccount"], resources["ApiGatewayLogsRole"]
+    assert account["Condition"] == role["Condition"] == "CreateApiGatewayLogsRole"
+    assert account["Properties"] == {
+        "CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}
+    }
+    # The account's setting outlives the stack: so does the role it names.
+    assert role["DeletionPolicy"] == role["UpdateReplacePolicy"] == "Retain"
+    [trust] = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+    [policy] = role["Properties"]["Policies"]
+    [statement] = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == list(API_GATEWAY_LOGS_ACTIONS)
+    # Every API of the region logs through it: this account's and region's log groups.
+    assert statement["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"}
+    ]
+
+
+def test_the_api_stage_and_every_function_are_traced(cfn: dict[str, Any]) -> None:
+    assert the_stage(cfn)["TracingEnabled"] is True
+    for function in [API_HANDLER, *FUNCTIONS]:
+        properties = cfn["Resources"][cfn_name(function)]["Properties"]
+        assert properties["TracingConfig"] == {"Mode": "Active"}, function
+        # Its role may send the segments (X-Ray's uploads take no resource but "*").
+        [policy] = cfn["Resources"][cfn_role_name(function)]["Properties"]["Policies"]
+        tracing = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "Tracing"]
+        assert tracing == [
+            {
+                "Sid": "Tracing",
+                "Effect": "Allow",
+                "Action": list(TRACING_ACTIONS),
+                "Resource": ["*"],
+            }
+        ]
+
+
+def test_tracing_costs_the_functions_no_import() -> None:
+    """With Lambda's tracing environment, neither function imports the X-Ray SDK (it is
+    installed here, so an import would show; Powertools imports its Tracer's module, which
+    loads the SDK only when a Tracer is made, and none is)."""
+    probe = "import sys, app; print(sorted(m for m in sys.modules if m.startswith('aws_xray_sdk')))"
+    tracing = {
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000",
+    }
+    for handler in ("app.app", "app.on_customer_event"):
+        env = {
+            **os.environ,
+            **stage_environment("prod", ROOT),
+            **tracing,
+            "AWS_DEFAULT_REGION": REGION,
+            "_HANDLER": handler,
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "[]", handler
+
+
+def test_the_deployment_package_ships_no_xray_sdk(packaged: Path) -> None:
+    with zipfile.ZipFile(packaged / "deployment.zip") as archive:
+        assert not [n for n in archive.namelist() if n.startswith("aws_xray_sdk")]
+
+
+def test_the_notifications_are_encrypted_with_the_aws_managed_key(cfn: dict[str, Any]) -> None:
+    resources = cfn["Resources"]
+    assert resources["NotificationsTopic"]["Properties"]["KmsMasterKeyId"] == "alias/aws/sns"
+    # That key's own policy lets the account's principals use it through SNS: no key of
+    # the stack's, and no kms: action in the publishers' policies.
+    assert not [r for r in resources.values() if r["Type"].startswith("AWS::KMS::")]
+    for function in [API_HANDLER, *FUNCTIONS]:
+        actions = {a for s in stack_policy(function)["Statement"] for a in s["Action"]}
+        assert not [a for a in actions if a.startswith("kms:")], function
+
+
+def test_the_bucket_keeps_replaced_versions_a_month_and_state_for_ever(cfn: dict[str, Any]) -> None:
+    properties = cfn["Resources"]["BodiesBucket"]["Properties"]
+    assert properties["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = properties["LifecycleConfiguration"]["Rules"]
+    assert all(rule["Status"] == "Enabled" for rule in rules)
+    # Only the bodies' current versions expire: nothing under state/ does.
+    expiring = [r for r in rules if {"ExpirationInDays", "ExpirationDate"} & set(r)]
+    assert [r["Prefix"] for r in expiring] == [BODIES_PREFIX]
+    [noncurrent] = [r for r in rules if "NoncurrentVersionExpiration" in r]
+    assert "Prefix" not in noncurrent and "TagFilters" not in noncurrent  # the whole bucket
+    assert noncurrent["NoncurrentVersionExpiration"] == {
+        "NoncurrentDays": NONCURRENT_RETENTION_DAYS
+    }
+    assert NONCURRENT_RETENTION_DAYS == 30
+    assert noncurrent["ExpiredObjectDeleteMarker"] is True

@@ -92,7 +92,8 @@ def planned_files(project_dir: Path) -> dict[Path, str]:
 
     In the config, each deployed stage's `lambda_functions` names each function's policy
     file, memory and timeout; entries of functions that no longer exist lose them. Its
-    environment names the service its metrics are counted under.
+    environment names the service its metrics are counted under, and `xray` turns on the
+    tracing the template has (the functions' and the API stage's) for `chalice deploy`.
     """
     handlers = function_handlers(project_dir)
     functions = list(handlers)
@@ -102,6 +103,7 @@ def planned_files(project_dir: Path) -> dict[Path, str]:
         stage_config = config["stages"][stage.name]
         # What the stage's metrics are found by (observability.py): its stack's name.
         stage_config.setdefault("environment_variables", {})[SERVICE_VARIABLE] = stage.prefix
+        stage_config["xray"] = True
         lambda_functions: dict[str, Any] = stage_config.setdefault("lambda_functions", {})
         for name in list(lambda_functions):
             if name not in (API_HANDLER, *functions):
@@ -421,14 +423,19 @@ def infra_down(stage: Stage, echo: Echo, sleep: Callable[[float], None] = time.s
 
 
 def empty_bucket(s3: Any, name: str) -> int:
-    """Delete every object in the bucket (none if it is gone); how many there were."""
+    """Delete every object in the bucket, each version of it and each delete marker (the
+    bucket is versioned, and CloudFormation deletes only an empty bucket); how many there
+    were. None if the bucket is gone."""
     deleted = 0
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
-            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
-            if keys:  # a page holds at most 1,000 keys: what delete_objects takes
-                s3.delete_objects(Bucket=name, Delete={"Objects": keys, "Quiet": True})
-                deleted += len(keys)
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=name):
+            versions = [
+                {"Key": item["Key"], "VersionId": item["VersionId"]}
+                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+            ]
+            if versions:  # a page holds at most 1,000 of them: what delete_objects takes
+                s3.delete_objects(Bucket=name, Delete={"Objects": versions, "Quiet": True})
+                deleted += len(versions)
     except s3.exceptions.NoSuchBucket:
         return 0
     return deleted

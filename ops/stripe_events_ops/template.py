@@ -4,12 +4,16 @@ Two templates come out of it, with the same resources:
 
 - `merge_template(functions)`, for `chalice package --merge-template infra/merge.json`:
   the table, bucket, topic and dead-letter queue, and what it adds to Chalice's own
-  functions (names, environment, exact policies, on-failure destinations, the rules'
-  dead-letter queue and retries). CloudFormation deploys it all as one stack.
+  functions (names, environment, exact policies, tracing, optional reserved concurrency,
+  on-failure destinations, the rules' dead-letter queue and retries) and to its REST
+  API's stage (throttling, access logs, tracing). CloudFormation deploys it all as one
+  stack.
 - `stage_stack_template(deployed)`, for `chalice deploy`: the same resources as a stack
   of their own, which `stripe-events infra up` deploys, and the on-failure destinations
-  of the functions `chalice deploy` has made. Chalice manages those functions' rules, so
-  on this path they have no dead-letter queue of their own.
+  of the functions `chalice deploy` has made. Chalice manages those functions, their rules
+  and the REST API: on this path the rules have no dead-letter queue of their own, and
+  the stage is neither throttled nor access logged; `xray` in .chalice/config.json
+  (`infra render`) traces the functions and the stage.
 
 Both have the stage's alarms and dashboard (monitoring.py).
 
@@ -23,6 +27,7 @@ for `chalice deploy`.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -74,13 +79,32 @@ PUBLIC_ACCESS_BLOCK = {
     "IgnorePublicAcls": True,
     "RestrictPublicBuckets": True,
 }
-# CloudFormation's spelling; the S3 API's is in _lifecycle_rule_api.
-LIFECYCLE_RULE: dict[str, Any] = {
-    "Id": BODY_RULE_ID,
-    "Status": "Enabled",
-    "Prefix": BODIES_PREFIX,
-    "ExpirationInDays": BODY_RETENTION_DAYS,
-}
+# The bucket is versioned, so that a body or an item overwritten or deleted by mistake (a
+# bug, a stray `aws s3 rm`) can be restored; a month is the time to notice. Its older
+# versions then expire, and so do the delete markers they leave: without that rule, every
+# update of a large projected item under state/ would keep its old copy forever.
+NONCURRENT_RETENTION_DAYS = 30
+NONCURRENT_RULE_ID = "expire-replaced-versions"
+LIFECYCLE_RULES: list[dict[str, Any]] = [
+    # The current version of a body expires (S3 puts a delete marker over it); state/ has
+    # no such rule: an item stays as long as the store keeps it.
+    {
+        "Id": BODY_RULE_ID,
+        "Status": "Enabled",
+        "Prefix": BODIES_PREFIX,
+        "ExpirationInDays": BODY_RETENTION_DAYS,
+    },
+    {
+        "Id": NONCURRENT_RULE_ID,
+        "Status": "Enabled",
+        "NoncurrentVersionExpiration": {"NoncurrentDays": NONCURRENT_RETENTION_DAYS},
+        "ExpiredObjectDeleteMarker": True,
+    },
+]
+# The notifications carry customers' ids and hosted invoice URLs. The AWS managed key
+# needs no key policy of ours: it lets the account's principals use it through SNS, which
+# is how the functions publish.
+NOTIFICATIONS_KEY = "alias/aws/sns"
 
 
 @dataclass(frozen=True)
@@ -182,6 +206,10 @@ def _allow(sid: str, actions: Sequence[str], resources: Sequence[Any]) -> dict[s
     return {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": list(resources)}
 
 
+# X-Ray's uploads of trace segments: IAM cannot scope them to a resource.
+TRACING_ACTIONS = ("xray:PutTraceSegments", "xray:PutTelemetryRecords")
+
+
 def function_policy(
     function: str, place: Place, webhook_secret_param: str, api_key_param: str
 ) -> dict[str, Any]:
@@ -201,7 +229,9 @@ def function_policy(
             "OwnLogGroup",
             ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
             [place.arn("logs", log_group), place.arn("logs", f"{log_group}:*")],
-        )
+        ),
+        # Lambda's active tracing sends the function's segments with its own role.
+        _allow("Tracing", TRACING_ACTIONS, ["*"]),
     ]
     if function == API_HANDLER:
         statements += [
@@ -289,7 +319,8 @@ def stack_policy(function: str) -> dict[str, Any]:
     return function_policy(function, STACK_PLACE, names.webhook_secret_param, names.api_key_param)
 
 
-# The only wildcards a policy may hold: a log group's streams, and the keys of the bodies.
+# The only wildcards a policy may hold: a log group's streams, and the keys of the bodies;
+# and Resource "*" for X-Ray's uploads, which IAM cannot scope to a resource.
 ALLOWED_WILDCARD_ENDINGS = {"logs": (":*",), "s3": (f"/{BODIES_PREFIX}*", f"/{STATE_PREFIX}*")}
 
 
@@ -303,10 +334,14 @@ def policy_problems(policy: dict[str, Any], *, exact: bool) -> list[str]:
         sid = statement.get("Sid", "(no Sid)")
         if statement.get("Effect") != "Allow" or {"NotAction", "NotResource"} & set(statement):
             problems.append(f"{sid}: only plain Allow statements are expected")
-        for action in _as_list(statement.get("Action")):
+        actions = _as_list(statement.get("Action"))
+        for action in actions:
             if "*" in action or ":" not in action:
                 problems.append(f"{sid}: action {action!r} is not one named action")
+        unscoped = set(actions) <= set(TRACING_ACTIONS)
         for resource in _as_list(statement.get("Resource")):
+            if resource == "*" and unscoped:
+                continue
             arn = resource.get("Fn::Sub") if isinstance(resource, dict) else resource
             if isinstance(arn, str):  # a Ref or Fn::GetAtt names one resource of the stack
                 problems += _arn_problems(sid, arn, exact)
@@ -349,10 +384,17 @@ def _function_resources(function: str, environment: dict[str, Any]) -> dict[str,
     """What the template adds to a function of Chalice's, and to its role."""
     names = STACK_PLACE.names
     role = cfn_role_name(function)
+    concurrency = WEBHOOK_CONCURRENCY if function == API_HANDLER else EVENT_FUNCTION_CONCURRENCY
     properties: dict[str, Any] = {
         # The name `chalice deploy` would give it: log groups and rules follow from it.
         "FunctionName": sub(names.function(function)),
         "Environment": environment,
+        # Lambda records the segments itself: the functions import no X-Ray SDK, so tracing
+        # costs their cold start nothing.
+        "Tracing": "Active",
+        "ReservedConcurrentExecutions": {
+            "Fn::If": [concurrency.condition, {"Ref": concurrency.name}, {"Ref": "AWS::NoValue"}]
+        },
     }
     return {
         cfn_name(function): {"Properties": properties},
@@ -366,6 +408,210 @@ def _function_resources(function: str, environment: dict[str, Any]) -> dict[str,
             }
         },
     }
+
+
+# --- The public API's stage and the functions' concurrency (the merge template's own) -----
+
+# API Gateway's throttle of the stage, for every route (the webhook, the billing route).
+# Stripe's API takes at most 100 requests a second from an account in live mode (its
+# default limit), each making an event or a few, and Stripe's own runs (renewals, a
+# billing date's invoices) send bursts: 100 a second with bursts of 200 lets them through.
+# A flood of forged deliveries, each of which runs the webhook's function (where the
+# signature is checked), stays at about 5 functions at once: it can neither starve the
+# event functions of the account's concurrency nor run up the bill. Past the limit API
+# Gateway answers 429, which Stripe retries as it retries any failure, for up to 3 days:
+# a delivery is late, never lost.
+THROTTLING_RATE = "ApiThrottlingRateLimit"
+THROTTLING_BURST = "ApiThrottlingBurstLimit"
+DEFAULT_RATE_LIMIT = 100
+DEFAULT_BURST_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """A reserved concurrency parameter, and the condition that it reserves any."""
+
+    name: str
+    condition: str
+    description: str
+
+
+WEBHOOK_CONCURRENCY = Concurrency(
+    "WebhookReservedConcurrency",
+    "ReserveWebhookConcurrency",
+    "Concurrent executions reserved for the webhook's function: always there for Stripe's "
+    "deliveries, however busy the event functions are, and also its ceiling. Empty or 0: "
+    "unreserved, from the account's shared pool.",
+)
+EVENT_FUNCTION_CONCURRENCY = Concurrency(
+    "EventFunctionReservedConcurrency",
+    "ReserveEventFunctionConcurrency",
+    "Concurrent executions reserved for each event function, and its ceiling: a storm of "
+    "events then cannot take the account's whole pool, and Lambda retries what it throttles "
+    "for up to 6 hours. Empty or 0: unreserved, from the account's shared pool.",
+)
+
+# API Gateway writes access logs with one IAM role per account and region, its account
+# setting, and refuses to make a stage with access logs while none is set.
+LOGS_ROLE_PARAMETER = "ApiGatewayCloudWatchRole"
+CREATE_LOGS_ROLE = "CreateApiGatewayLogsRole"
+ACCESS_LOGS = "ApiAccessLogs"
+# A year of who called the public endpoint and what it answered (PCI DSS keeps audit
+# trails that long); a line is about 500 bytes, so a million deliveries keep 0.5 GB.
+ACCESS_LOG_RETENTION_DAYS = 365
+# One JSON line per request, with no header or body (nothing secret): who called, what it
+# answered, how long it took, and the trace to follow it into the function.
+ACCESS_LOG_FORMAT = json.dumps(
+    {
+        "requestId": "$context.requestId",
+        "time": "$context.requestTime",
+        "ip": "$context.identity.sourceIp",
+        "userAgent": "$context.identity.userAgent",
+        "caller": "$context.identity.userArn",
+        "method": "$context.httpMethod",
+        "path": "$context.resourcePath",
+        "status": "$context.status",
+        "responseLength": "$context.responseLength",
+        "latencyMs": "$context.responseLatency",
+        "integrationStatus": "$context.integration.status",
+        "error": "$context.error.message",
+        "xrayTraceId": "$context.xrayTraceId",
+    },
+    separators=(",", ":"),
+)
+
+
+def _api_parameters() -> dict[str, Any]:
+    reserved = {
+        concurrency.name: {
+            "Type": "String",
+            "Default": "",
+            "AllowedPattern": "^[0-9]*$",
+            "Description": concurrency.description,
+        }
+        for concurrency in (WEBHOOK_CONCURRENCY, EVENT_FUNCTION_CONCURRENCY)
+    }
+    return {
+        THROTTLING_RATE: {
+            "Type": "Number",
+            "Default": DEFAULT_RATE_LIMIT,
+            "MinValue": 1,
+            "Description": "Requests a second the API's stage takes, steadily; past it API "
+            "Gateway answers 429, and Stripe retries the delivery later.",
+        },
+        THROTTLING_BURST: {
+            "Type": "Number",
+            "Default": DEFAULT_BURST_LIMIT,
+            "MinValue": 1,
+            "Description": "Requests the API's stage takes at once, above the steady rate.",
+        },
+        **reserved,
+        LOGS_ROLE_PARAMETER: {
+            "Type": "String",
+            "Default": "create",
+            "AllowedValues": ["create", "existing"],
+            "Description": "API Gateway writes access logs with one IAM role per account and "
+            "region. create: the stack makes it and sets it (the role stays when the stack is "
+            "deleted, for the account's other APIs). existing: the account already has one "
+            "(set by your organisation or another stack); without one the stage fails.",
+        },
+    }
+
+
+def _api_conditions() -> dict[str, Any]:
+    reserved = {
+        concurrency.condition: {
+            "Fn::Not": [
+                {
+                    "Fn::Or": [
+                        {"Fn::Equals": [{"Ref": concurrency.name}, ""]},
+                        {"Fn::Equals": [{"Ref": concurrency.name}, "0"]},
+                    ]
+                }
+            ]
+        }
+        for concurrency in (WEBHOOK_CONCURRENCY, EVENT_FUNCTION_CONCURRENCY)
+    }
+    create = {"Fn::Equals": [{"Ref": LOGS_ROLE_PARAMETER}, "create"]}
+    return {**reserved, CREATE_LOGS_ROLE: create}
+
+
+def _api_logging_resources() -> dict[str, Any]:
+    """The access logs' group, and the account's logging role when the stack makes it."""
+    return {
+        ACCESS_LOGS: {
+            "Type": "AWS::Logs::LogGroup",
+            "Properties": {
+                "LogGroupName": sub("/aws/apigateway/${AWS::StackName}/access"),
+                "RetentionInDays": ACCESS_LOG_RETENTION_DAYS,
+            },
+        },
+        "ApiGatewayLogsRole": {
+            "Type": "AWS::IAM::Role",
+            "Condition": CREATE_LOGS_ROLE,
+            # The account setting keeps pointing at it after the stack is gone, and every
+            # API of the region logs through it.
+            "DeletionPolicy": "Retain",
+            "UpdateReplacePolicy": "Retain",
+            "Properties": {
+                "AssumeRolePolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "apigateway.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                        }
+                    ],
+                },
+                # AmazonAPIGatewayPushToCloudWatchLogs' actions, on this region's log groups
+                # only: the role serves every API of the region, so no one group can be named.
+                "Policies": [
+                    {
+                        "PolicyName": "PushApiLogsToCloudWatch",
+                        "PolicyDocument": {
+                            "Version": "2012-10-17",
+                            "Statement": [
+                                _allow(
+                                    "ApiGatewayLogs",
+                                    API_GATEWAY_LOGS_ACTIONS,
+                                    [_stack_arn("logs", "log-group:*")],
+                                )
+                            ],
+                        },
+                    }
+                ],
+            },
+        },
+        "ApiGatewayAccount": {
+            "Type": "AWS::ApiGateway::Account",
+            "Condition": CREATE_LOGS_ROLE,
+            "Properties": {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLogsRole", "Arn"]}},
+        },
+    }
+
+
+API_GATEWAY_LOGS_ACTIONS = (
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:GetLogEvents",
+    "logs:FilterLogEvents",
+)
+
+
+def _access_log_destination() -> Any:
+    """The log group's ARN; when the stack sets the account's logging role, also a
+    reference to that setting, so that the stage is made after it.
+
+    DependsOn may not name a resource that a condition leaves out, and the stage is SAM's:
+    so the reference sits in the value, where Fn::Select drops it.
+    """
+    arn = {"Fn::GetAtt": [ACCESS_LOGS, "Arn"]}
+    after_account = {"Fn::Select": [0, [arn, {"Ref": "ApiGatewayAccount"}]]}
+    return {"Fn::If": [CREATE_LOGS_ROLE, after_account, arn]}
 
 
 def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
@@ -392,11 +638,26 @@ def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     }
     resources = _stage_resources(retain=True)
     resources.update(_function_resources(API_HANDLER, environment))
-    # Both: API Gateway takes the name, and SAM would otherwise keep the OpenAPI title.
+    resources.update(_api_logging_resources())
+    # SAM makes the stage (RestAPIapiStage) from these: throttled, traced, access logged.
     resources["RestAPI"] = {
         "Properties": {
+            # Both: API Gateway takes the name, and SAM would otherwise keep the OpenAPI title.
             "Name": sub(names.prefix),
             "DefinitionBody": {"info": {"title": sub(names.prefix)}},
+            "TracingEnabled": True,
+            "MethodSettings": [
+                {
+                    "ResourcePath": "/*",
+                    "HttpMethod": "*",
+                    "ThrottlingRateLimit": {"Ref": THROTTLING_RATE},
+                    "ThrottlingBurstLimit": {"Ref": THROTTLING_BURST},
+                }
+            ],
+            "AccessLogSetting": {
+                "DestinationArn": _access_log_destination(),
+                "Format": ACCESS_LOG_FORMAT,
+            },
         }
     }
     rule_arns: list[Any] = []
@@ -419,7 +680,7 @@ def merge_template(functions: Mapping[str, Sequence[str]]) -> dict[str, Any]:
     partner_rule = {"Fn::If": [PARTNER_CONDITION, PARTNER_RULE_ARN, {"Ref": "AWS::NoValue"}]}
     resources["DeadLetterQueuePolicy"] = _dead_letter_policy([*rule_arns, partner_rule])
     resources.update(_monitoring(functions, names.prefix))
-    return _template(resources)
+    return _template(resources, _api_parameters(), _api_conditions())
 
 
 def stage_stack_template(deployed: Mapping[str, Sequence[str]], api_name: str) -> dict[str, Any]:
@@ -491,12 +752,13 @@ def _stage_resources(*, retain: bool) -> dict[str, Any]:
                 },
                 "PublicAccessBlockConfiguration": PUBLIC_ACCESS_BLOCK,
                 "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
-                "LifecycleConfiguration": {"Rules": [LIFECYCLE_RULE]},
+                "VersioningConfiguration": {"Status": "Enabled"},
+                "LifecycleConfiguration": {"Rules": LIFECYCLE_RULES},
             },
         },
         "NotificationsTopic": {
             "Type": "AWS::SNS::Topic",
-            "Properties": {"TopicName": sub(names.topic)},
+            "Properties": {"TopicName": sub(names.topic), "KmsMasterKeyId": NOTIFICATIONS_KEY},
         },
         "DeadLetterQueue": {
             "Type": "AWS::SQS::Queue",
@@ -545,8 +807,13 @@ def _dead_letter_policy(rule_arns: list[Any]) -> dict[str, Any]:
     }
 
 
-def _template(resources: dict[str, Any]) -> dict[str, Any]:
-    """A whole template: the partner bus's parameter, its forwarding, the outputs."""
+def _template(
+    resources: dict[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    conditions: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A whole template: the partner bus's parameter, its forwarding, the outputs; and the
+    parameters and conditions of its own resources."""
     resources.update(_partner_forwarding(STACK_PLACE.names))
     return {
         "Description": GENERATED,
@@ -563,12 +830,14 @@ def _template(resources: dict[str, Any]) -> dict[str, Any]:
                 ),
             },
             **monitoring_parameters(),
+            **(parameters or {}),
         },
         "Conditions": {
             PARTNER_CONDITION: {
                 "Fn::Not": [{"Fn::Equals": [{"Ref": "StripePartnerEventSource"}, ""]}]
             },
             **monitoring_conditions(),
+            **(conditions or {}),
         },
         "Resources": resources,
         "Outputs": {output: {"Value": {"Ref": logical}} for output, logical in OUTPUTS.items()},

@@ -5,7 +5,8 @@ containers hit. Each container here is a process of its own: it imports app.py o
 under a stage's environment, as Lambda does at a cold start; then, for each round, it
 waits at a barrier with the others and calls the app's event functions with its share
 of the events, as EventBridge would invoke them. A function that raises is invoked
-again after a short pause, as Lambda retries an asynchronous invocation.
+again after a short pause, with the same request id, as Lambda retries an asynchronous
+invocation.
 
 `fulfil_order` is counted in every container (one line per call in a shared file), so
 that a test can tell how many times an order was delivered across all of them.
@@ -79,9 +80,11 @@ def eventbridge_event(detail: dict[str, Any]) -> dict[str, Any]:
 def _invoke(module: Any, function: str, event: dict[str, Any], timeout_seconds: float) -> Delivered:
     delivered = Delivered(event["detail"]["id"], function)
     deadline = time.monotonic() + RETRY_BUDGET_SECONDS
+    # Lambda retries an asynchronous invocation under its request id.
+    request_id = str(uuid.uuid4())
     while True:
         delivered.invocations += 1
-        context = FakeLambdaContext(time.time() + timeout_seconds)
+        context = FakeLambdaContext(time.time() + timeout_seconds, aws_request_id=request_id)
         try:
             module.app.handler_map[function](event, context)
             delivered.error = None

@@ -12,6 +12,7 @@ import json
 import pkgutil
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,26 @@ SECRET = "whsec_test_secret_one"
 def local_stage_env() -> dict[str, str]:
     """The environment Chalice gives stage `local`, as .chalice/config.json defines it."""
     return stage_environment("local", ROOT)
+
+
+def secure_parameter(value: str) -> str:
+    """An SSM SecureString on the moto server holding `value`; its name is new each time,
+    as Powertools caches parameters by name."""
+    name = f"/stripe-events/test/{uuid.uuid4().hex[:12]}"
+    boto3.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString")
+    return name
+
+
+def deployed_stage_env(secret: str = SECRET, **env: str) -> dict[str, str]:
+    """A deployed stage's environment, as a test on the moto server runs it: stage `test`
+    publishes to EventBridge and reads its signing secret from SSM, as every stage but
+    `local` must."""
+    return {
+        "STRIPE_EVENTS_STAGE": "test",
+        "STRIPE_EVENTS_BUS": "default",
+        "STRIPE_WEBHOOK_SECRET_PARAM": secure_parameter(secret),
+        **env,
+    }
 
 
 def load_app(env: dict[str, str]) -> ModuleType:
@@ -114,6 +135,30 @@ def invoice_with_lines(count: int) -> dict[str, Any]:
     return samples.sample_event("invoice.paid", created=1_700_000_000, changes=changes)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A request handler that keeps the test's output free of access log lines."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def answer_json(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> None:
+    """Answer the request `handler` serves with `body` as JSON, as Stripe's API answers."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 @contextmanager
 def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve `handler` on a free 127.0.0.1 port for the block; yield its base URL."""
@@ -148,22 +193,14 @@ class FakeStripe:
 def fake_stripe_server() -> Iterator[FakeStripe]:
     state = FakeStripe("")
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             state.requests.append((self.path, dict(self.headers)))
             path = self.path.split("?")[0]
             status, body = state.objects.get(path, (404, not_found(path)))
             if not self.headers.get("Authorization", "").removeprefix("Bearer ").strip():
                 status, body = 401, NO_API_KEY
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            answer_json(self, status, body)
 
     with loopback_server(Handler) as url:
         state.url = url

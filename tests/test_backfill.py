@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -45,7 +44,7 @@ from stripe_events_ops.backfill import (
 )
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.project import load_events
-from tests.helpers import loopback_server
+from tests.helpers import QuietHandler, answer_json, loopback_server
 
 # The SDK waits at least 0.5 s before its own retries; these tests need not.
 pytestmark = pytest.mark.usefixtures("quick_sdk_retries")
@@ -196,7 +195,7 @@ def error(code: str, message: str) -> dict[str, Any]:
 def fake() -> Iterator[FakeStripe]:
     state = FakeStripe()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             headers: dict[str, str] = {}
@@ -205,17 +204,7 @@ def fake() -> Iterator[FakeStripe]:
             else:
                 status, headers, body = state.answer(url.path, dict(parse_qsl(url.query)))
             state.statuses.append(status)
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+            answer_json(self, status, body, headers)
 
     with loopback_server(Handler) as url:
         state.url = url

@@ -64,7 +64,7 @@ def test_the_route_is_open_locally_and_404s_for_unknown_customers(local_app: Mod
 
 
 def test_on_aws_the_route_needs_iam(tmp_path: Path) -> None:
-    module = load_app({"STRIPE_EVENTS_BUS": "default", "STRIPE_EVENTS_TABLE": "t"})
+    module = load_app({"STRIPE_EVENTS_STAGE": "dev", "STRIPE_EVENTS_TABLE": "t"})
     assert isinstance(module.app.routes[ROUTE]["GET"].authorizer, IAMAuthorizer)
 
 

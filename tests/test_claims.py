@@ -12,6 +12,7 @@ import pytest
 import stripe
 
 from stripe_events import samples
+from stripe_events.bus import LocalLambdaContext
 from stripe_events.claims import once_per_object
 from stripe_events.context import Context
 from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher
@@ -92,9 +93,17 @@ def test_a_held_claim_is_busy_not_failed(tmp_path: Path, caplog: pytest.LogCaptu
 
     dispatcher: Dispatcher = local_dispatcher(store, tmp_path)
     event = samples.sample_event("checkout.session.completed")
+    invocation = LocalLambdaContext(timeout_seconds=30)
     with caplog.at_level(logging.WARNING), pytest.raises(HandlerBusy):
-        dispatcher.dispatch(router, event)
-    assert store.outcomes(event["id"]) == {}  # not an error: nothing for `failures` to list
+        dispatcher.dispatch(router, event, invocation)
+    assert store.outcomes(event["id"]) == {}  # not an error
     assert "shop.fulfil must wait" in caplog.text
+    # The run keeps its claim, which names what is left to do: were no retry to come,
+    # `failures` would list the event once the lease is over, and not before.
+    assert store.failures() == []
+    [stalled] = store.failures(now=time.time() + 31 + CLOCK_SKEW_SECONDS)
+    assert stalled.waiting == ["shop.fulfil"]
     held[0] = False
-    assert dispatcher.dispatch(router, event)["shop.fulfil"].status == "ok"  # Lambda's retry
+    # Lambda's retry of the invocation has its request id, and takes the claim back.
+    assert dispatcher.dispatch(router, event, invocation)["shop.fulfil"].status == "ok"
+    assert store.failures(now=time.time() + 3600) == []

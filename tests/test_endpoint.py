@@ -17,7 +17,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -33,7 +32,7 @@ from stripe_events_ops.clients import API_BASE_VARIABLE
 from stripe_events_ops.endpoint import endpoint_group
 from stripe_events_ops.endpoint_target import STAGE_TAG, wanted_event_types
 from tests.conftest import REGION
-from tests.helpers import ROOT, loopback_server
+from tests.helpers import ROOT, QuietHandler, loopback_server
 
 # The SDK waits at least 0.5 s before its own retries; these tests need not.
 pytestmark = pytest.mark.usefixtures("quick_sdk_retries")
@@ -251,7 +250,7 @@ def decode(pairs: list[tuple[str, str]]) -> dict[str, Any]:
 def running_fake_stripe() -> Iterator[FakeStripe]:
     state = FakeStripe()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def handle_any(self) -> None:
             url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
@@ -273,9 +272,6 @@ def running_fake_stripe() -> Iterator[FakeStripe]:
             self.wfile.write(data)
 
         do_GET = do_POST = do_DELETE = handle_any
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
 
     with loopback_server(Handler) as url:
         state.url = url

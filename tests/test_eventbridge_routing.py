@@ -28,7 +28,7 @@ from stripe_events.router import Router
 from stripe_events.settings import DEFAULT_SOURCE, PARTNER_SOURCE_PREFIX
 from stripe_events.stores.dynamodb import DynamoStore
 from tests.conftest import REGION
-from tests.helpers import ROOT, SECRET, create_table, load_app, signed_headers
+from tests.helpers import ROOT, create_table, deployed_stage_env, load_app, signed_headers
 from tests.sqs_poller import (
     Route,
     clients,
@@ -97,14 +97,7 @@ def _app_router(source: CloudWatchEventConfig) -> Router:
 @pytest.fixture(scope="module")
 def stack(moto_url: str) -> Iterator[Stack]:
     table = unique("stripe-events-routing")
-    app = load_app(
-        {
-            "STRIPE_EVENTS_BUS": "default",
-            "STRIPE_EVENTS_TABLE": table,
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-            "STRIPE_EVENTS_STAGE": "test",
-        }
-    )
+    app = load_app(deployed_stage_env(STRIPE_EVENTS_TABLE=table))
     create_table(table, REGION)
     events, sqs = clients()
     routes: dict[str, tuple[Router, Route]] = {}

@@ -41,8 +41,8 @@ from tests.conftest import REGION
 from tests.containers import FakeLambdaContext
 from tests.helpers import (
     ROOT,
-    SECRET,
     create_table,
+    deployed_stage_env,
     figures_after,
     load_app,
     signed_headers,
@@ -176,14 +176,7 @@ class App:
 
 @pytest.fixture
 def app(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> App:
-    module = load_app(
-        {
-            "STRIPE_EVENTS_STAGE": "test",
-            "STRIPE_EVENTS_BUS": "default",
-            "STRIPE_EVENTS_TABLE": stack.table,
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-        }
-    )
+    module = load_app(deployed_stage_env(STRIPE_EVENTS_TABLE=stack.table))
     sleeps: list[float] = []
     publisher = EventBridgePublisher(REGION, budget_seconds=BUDGET_SECONDS, sleep=sleeps.append)
     module.events.publisher = publisher
@@ -496,9 +489,9 @@ class FlakyStore(Store):
         self._check("recent")
         return self.inner.recent(limit, since)
 
-    def failures(self, since: str = "") -> list[LedgerEntry]:
+    def failures(self, since: str = "", now: float | None = None) -> list[LedgerEntry]:
         self._check("failures")
-        return self.inner.failures(since)
+        return self.inner.failures(since, now)
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         self._check("get")
@@ -515,10 +508,16 @@ class FlakyStore(Store):
         return self.inner.put_child_if_newer(collection, parent, key, item, order)
 
     def claim(
-        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+        self,
+        collection: str,
+        key: str,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+        about: dict[str, Any] | None = None,
     ) -> Claim:
         self._check("claim")
-        return self.inner.claim(collection, key, owner, lease_seconds, now)
+        return self.inner.claim(collection, key, owner, lease_seconds, now, about)
 
     def finish_claim(self, collection: str, key: str, owner: str, result: dict[str, Any]) -> None:
         self._check("finish_claim")

@@ -41,7 +41,7 @@ SIGNATURE_ERRORS = {
     "stale_timestamp",
     "future_timestamp",
 }
-BODY_ERRORS = {"invalid_encoding", "invalid_json", "not_an_event"}
+BODY_ERRORS = {"invalid_encoding", "invalid_json", "not_an_event", "too_deeply_nested"}
 # The largest body accepted (STRIPE_WEBHOOK_MAX_BYTES in .chalice/config.json).
 MAX_BYTES = 1024 * 1024
 TOLERANCE = 300

@@ -24,11 +24,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from stripe_events import samples
 from stripe_events.context import Context
-from stripe_events.dispatch import CLOCK_SKEW_SECONDS, RUNS, Dispatcher
+from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher
 from stripe_events.errors import HandlerBusy, HandlerFailed
 from stripe_events.payloads import LocalPayloadStore
 from stripe_events.router import Router
-from stripe_events.stores import Store
+from stripe_events.stores import RUNS, Store
 from stripe_events.stores.dynamodb import DynamoStore
 from stripe_events.stores.schema import PARTITION_KEY, SORT_KEY
 from stripe_events.stores.sqlite import SqliteStore

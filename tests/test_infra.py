@@ -17,13 +17,21 @@ import pytest
 from click.testing import CliRunner, Result
 
 from stripe_events import samples
-from stripe_events.dispatch import RUNS, Dispatcher
+from stripe_events.dispatch import Dispatcher
 from stripe_events.notifier import Notification, SnsNotifier
 from stripe_events.payloads import LocalPayloadStore, S3PayloadStore
 from stripe_events.router import Router
-from stripe_events.stores import Claim
+from stripe_events.stores import RUNS, Claim
 from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.schema import ITEM_SK, KEY_SCHEMA, PARTITION_KEY, SORT_KEY, TTL_ATTRIBUTE
+from stripe_events.stores.schema import (
+    INDEX_SHARD,
+    ITEM_SK,
+    KEY_SCHEMA,
+    PARTITION_KEY,
+    RUNNING_SHARDS,
+    SORT_KEY,
+    TTL_ATTRIBUTE,
+)
 from stripe_events_ops import infra
 from stripe_events_ops.infra import (
     MERGE_TEMPLATE,
@@ -40,6 +48,7 @@ from stripe_events_ops.template import (
     DLQ_RETENTION_SECONDS,
     EVENT_BUS,
     STATE_PREFIX,
+    TRACING_ACTIONS,
     Names,
     file_policy,
     merge_template,
@@ -94,6 +103,8 @@ def test_each_deployed_stage_names_what_infra_creates(stage: str) -> None:
     assert {"STRIPE_EVENTS_BUCKET", "STRIPE_EVENTS_TOPIC_ARN"} <= set(env)
     files = {name: f["iam_policy_file"] for name, f in settings["lambda_functions"].items()}
     assert files == {f: policy_file(deployed, f) for f in [API_HANDLER, *FUNCTIONS]}
+    # `chalice deploy` traces the functions and the API's stage, as the template does.
+    assert settings["xray"] is True
 
 
 def all_policies() -> Iterator[tuple[str, dict[str, Any], bool]]:
@@ -110,8 +121,8 @@ def test_no_policy_uses_a_wildcard_for_actions_or_resources() -> None:
     """No "*" action or resource; a "*" only ends a log group's streams or the bodies' keys.
 
     The static files may say "*" for region and account (IAM resolves the bucket's account
-    with a policy variable); the stack's policies name both exactly. No AWS action used
-    here needs Resource "*" (X-Ray would, but tracing is off).
+    with a policy variable); the stack's policies name both exactly. Only X-Ray's uploads
+    of trace segments have Resource "*": IAM cannot scope them to a resource.
     """
     checked = 0
     for label, policy, exact in all_policies():
@@ -139,6 +150,13 @@ def test_the_wildcard_check_finds_wildcards(action: str, resource: Any, exact: b
     assert policy_problems({"Statement": [statement]}, exact=exact)
 
 
+def test_only_x_rays_uploads_may_have_any_resource() -> None:
+    tracing = {"Effect": "Allow", "Action": list(TRACING_ACTIONS), "Resource": ["*"]}
+    assert policy_problems({"Statement": [tracing]}, exact=True) == []
+    with_more = {**tracing, "Action": [*TRACING_ACTIONS, "sns:Publish"]}
+    assert policy_problems({"Statement": [with_more]}, exact=True)
+
+
 WEBHOOK_ACTIONS = {
     "logs:CreateLogGroup",
     "logs:CreateLogStream",
@@ -150,6 +168,7 @@ WEBHOOK_ACTIONS = {
     "s3:PutObject",
     "s3:GetObject",  # projected items too large for DynamoDB, for the billing route
     "ssm:GetParameter",
+    *TRACING_ACTIONS,
 }
 RESOURCE_FUNCTION_ACTIONS = {
     "logs:CreateLogGroup",
@@ -166,6 +185,7 @@ RESOURCE_FUNCTION_ACTIONS = {
     "s3:ListBucket",
     "sqs:SendMessage",
     "ssm:GetParameter",
+    *TRACING_ACTIONS,
 }
 
 
@@ -401,7 +421,8 @@ def assert_resources(names: Names, topic_arn: str) -> None:
     assert tuple((k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]) == KEY_SCHEMA
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert boto3.client("s3").head_bucket(Bucket=names.bucket)
-    assert boto3.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    topic = boto3.client("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]
+    assert topic["KmsMasterKeyId"] == "alias/aws/sns"
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=names.queue)["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
@@ -426,13 +447,21 @@ def assert_the_app_works_on_them(names: Names, topic_arn: str) -> None:
     assert outcomes["infra.noted"].status == "ok"
     assert store.get(RUNS, f"{event['id']}:infra") is None  # the run's claim is released
 
-    # A claim in progress carries the table's TTL attribute: a dead run's claim expires.
+    # A claim on an object in progress carries the table's TTL attribute: one left by a
+    # dead run expires. A dead run's own claim does not: `failures` lists it until a
+    # delivery or a replay runs the event.
+    assert store.claim("fulfilments", "cs_dead", "request-1", 60) is Claim.TAKEN
     assert store.claim(RUNS, "evt_dead:infra", "request-1", 60) is Claim.TAKEN
-    item = boto3.client("dynamodb").get_item(
-        TableName=names.table,
-        Key={PARTITION_KEY: {"S": f"{RUNS}#evt_dead:infra"}, SORT_KEY: {"S": ITEM_SK}},
-    )["Item"]
-    assert int(item[TTL_ATTRIBUTE]["N"]) > time.time() + 60
+    dynamodb = boto3.client("dynamodb")
+    [fulfilment, run] = [
+        dynamodb.get_item(
+            TableName=names.table, Key={PARTITION_KEY: {"S": pk}, SORT_KEY: {"S": ITEM_SK}}
+        )["Item"]
+        for pk in ("fulfilments#cs_dead", f"{RUNS}#evt_dead:infra")
+    ]
+    assert int(fulfilment[TTL_ATTRIBUTE]["N"]) > time.time() + 60
+    assert TTL_ATTRIBUTE not in run
+    assert run[INDEX_SHARD]["S"].startswith(f"{RUNNING_SHARDS}#")
 
     ref = S3PayloadStore(names.bucket, REGION).save("evt_infra", '{"big": true}')
     assert ref["key"].startswith(BODIES_PREFIX)  # so the lifecycle rule expires it
@@ -486,6 +515,20 @@ def assert_earlier_items_get_indexed(names: Names) -> None:
     assert invoke("index-ledger", "--stage", "dev").output.endswith(
         f"indexed 0 earlier items of table {names.table}\n"
     )
+
+
+def test_emptying_the_versioned_bucket_deletes_every_version(moto_url: str) -> None:
+    # CloudFormation deletes only a bucket with no object versions and no delete markers.
+    s3 = boto3.client("s3")
+    name = unique("versioned")
+    s3.create_bucket(Bucket=name)
+    s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    for body in (b"first", b"second"):
+        s3.put_object(Bucket=name, Key=f"{STATE_PREFIX}item", Body=body)
+    s3.delete_object(Bucket=name, Key=f"{STATE_PREFIX}item")
+    assert infra.empty_bucket(s3, name) == 3  # two versions and the delete marker
+    left = s3.list_object_versions(Bucket=name)
+    assert not left.get("Versions") and not left.get("DeleteMarkers")
 
 
 def test_up_and_down_refuse_the_local_stage(project: Path) -> None:

@@ -13,7 +13,7 @@ from stripe_events import observability, samples
 from stripe_events.router import Router
 from stripe_events.stores.sqlite import SqliteStore
 from stripe_events.testing import local_dispatcher
-from tests.helpers import ROOT, load_app, local_stage_env, signed_headers
+from tests.helpers import ROOT, deployed_stage_env, load_app, local_stage_env, signed_headers
 from tests.test_webhook import RecordingPublisher
 
 
@@ -30,19 +30,15 @@ def metric_lines(text: str, name: str) -> list[dict[str, Any]]:
 
 
 def deployed_webhook(tmp_path: Path) -> Client:
-    module = load_app(
-        {
-            "STRIPE_EVENTS_STAGE": "test",
-            "STRIPE_EVENTS_BUS": "default",
-            "STRIPE_EVENTS_TABLE": "unused",
-            "STRIPE_WEBHOOK_SECRET": "whsec_test_secret_one",
-        }
-    )
+    """A deployed stage's webhook (its secret in SSM on the moto server), recording what
+    it publishes."""
+    module = load_app(deployed_stage_env(STRIPE_EVENTS_TABLE="unused"))
     module.events.publisher = RecordingPublisher()
     module.events.store = SqliteStore(tmp_path / "ledger.sqlite3")
     return Client(module.app, stage_name="local", project_dir=str(ROOT))
 
 
+@pytest.mark.usefixtures("moto_url")
 def test_the_webhook_logs_json_and_counts_events(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -69,6 +65,7 @@ def test_the_webhook_logs_json_and_counts_events(
     assert "whsec_test_secret_one" not in out
 
 
+@pytest.mark.usefixtures("moto_url")
 def test_handlers_report_outcome_and_duration(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -20,8 +20,8 @@ from stripe_events.payloads import PAYLOAD_KEY, restore
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,
-    SECRET,
     create_table,
+    deployed_stage_env,
     invoice_with_lines,
     load_app,
     local_stage_env,
@@ -77,15 +77,7 @@ def test_on_emulated_aws_the_body_goes_to_s3_and_comes_back(
     bucket, table = unique("bodies"), unique("oversized")
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=bucket)
     create_table(table, REGION)
-    module = load_app(
-        {
-            "STRIPE_EVENTS_STAGE": "test",
-            "STRIPE_EVENTS_BUS": "default",
-            "STRIPE_EVENTS_TABLE": table,
-            "STRIPE_EVENTS_BUCKET": bucket,
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-        }
-    )
+    module = load_app(deployed_stage_env(STRIPE_EVENTS_TABLE=table, STRIPE_EVENTS_BUCKET=bucket))
     events_client, sqs = clients()
     route = create_route(
         events_client, sqs, unique("oversized"), customers.router.pattern(module.events.settings)
@@ -151,14 +143,11 @@ def test_on_emulated_aws_a_megabyte_invoice_is_handled_and_stored(
     table = unique("megabyte")
     create_table(table, REGION)
     module = load_app(
-        {
-            "STRIPE_EVENTS_STAGE": "test",
-            "STRIPE_EVENTS_BUS": "default",
-            "STRIPE_EVENTS_TABLE": table,
-            "STRIPE_EVENTS_BUCKET": s3_bucket,
-            "STRIPE_EVENTS_MAX_ENTRY_BYTES": max_entry_bytes,
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-        }
+        deployed_stage_env(
+            STRIPE_EVENTS_TABLE=table,
+            STRIPE_EVENTS_BUCKET=s3_bucket,
+            STRIPE_EVENTS_MAX_ENTRY_BYTES=max_entry_bytes,
+        )
     )
     events_client, sqs = clients()
     pattern = invoices.router.pattern(module.events.settings)

@@ -21,7 +21,7 @@ from stripe_events.envelope import Entry, parse_event, to_entry
 from stripe_events.errors import PublishFailed
 from stripe_events.settings import DEFAULT_SOURCE, Settings
 from tests.conftest import REGION
-from tests.helpers import ROOT, SECRET, load_app, signed_headers
+from tests.helpers import ROOT, SECRET, deployed_stage_env, load_app, signed_headers
 from tests.sqs_poller import Route, clients, create_route, delete_route, drain, unique
 
 THROTTLED = {
@@ -208,12 +208,7 @@ def test_injected_sleep_alone_respects_the_budget(moto_url: str) -> None:
 
 def _aws_app(bus_name: str) -> ModuleType:
     return load_app(
-        {
-            "STRIPE_EVENTS_BUS": bus_name,
-            "STRIPE_EVENTS_TABLE": unique("unused"),
-            "STRIPE_WEBHOOK_SECRET": SECRET,
-            "STRIPE_EVENTS_STAGE": "test",
-        }
+        deployed_stage_env(STRIPE_EVENTS_BUS=bus_name, STRIPE_EVENTS_TABLE=unique("unused"))
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 from chalice.test import Client
 
@@ -13,8 +12,7 @@ from stripe_events import samples
 from stripe_events.errors import SettingsError
 from stripe_events.settings import LOCAL_SECRET, Settings
 from stripe_events.stores.sqlite import SqliteStore
-from tests.conftest import REGION
-from tests.helpers import ROOT, load_app, signed_headers
+from tests.helpers import ROOT, load_app, secure_parameter, signed_headers
 from tests.sqs_poller import unique
 from tests.test_webhook import RecordingPublisher
 
@@ -23,33 +21,49 @@ def test_a_deployed_stage_refuses_secrets_in_plain_text() -> None:
     with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET_PARAM") as caught:
         Settings.from_env(
             {"STRIPE_EVENTS_STAGE": "prod", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
-        ).check_secrets()
+        ).check_stage()
     assert "whsec_x" not in str(caught.value)
     assert "SecureString" in str(caught.value)
     with pytest.raises(SettingsError, match="local development"):
         Settings.from_env(
             {"STRIPE_EVENTS_STAGE": "dev", "STRIPE_WEBHOOK_SECRET": LOCAL_SECRET}
-        ).check_secrets()
+        ).check_stage()
     with pytest.raises(SettingsError, match="STRIPE_API_KEY_PARAM"):
         Settings.from_env(
             {"STRIPE_EVENTS_STAGE": "dev", "STRIPE_API_KEY": "sk_test_x"}
-        ).check_secrets()
-    for stage in ("local", "test"):
-        env = {"STRIPE_EVENTS_STAGE": stage, "STRIPE_WEBHOOK_SECRET": "whsec_x"}
-        assert Settings.from_env(env).check_secrets().webhook_secrets == ("whsec_x",)
+        ).check_stage()
+    # Only stage `local` takes them: a stage called `test` is a deployed stage too.
+    env = {"STRIPE_EVENTS_STAGE": "local", "STRIPE_WEBHOOK_SECRET": "whsec_x"}
+    assert Settings.from_env(env).check_stage().webhook_secrets == ("whsec_x",)
+    with pytest.raises(SettingsError, match="STRIPE_WEBHOOK_SECRET_PARAM"):
+        Settings.from_env({**env, "STRIPE_EVENTS_STAGE": "test"}).check_stage()
+
+
+def test_protection_is_decided_by_the_stage_alone() -> None:
+    with pytest.raises(SettingsError, match="only stage 'local' may use"):
+        Settings.from_env(
+            {"STRIPE_EVENTS_STAGE": "test", "STRIPE_EVENTS_BUS": "local"}
+        ).check_stage()
+    with pytest.raises(SettingsError, match="STRIPE_EVENTS_BUS is 'default'"):
+        Settings.from_env(
+            {"STRIPE_EVENTS_STAGE": "local", "STRIPE_EVENTS_BUS": "default"}
+        ).check_stage()
+    # Lambda never runs stage `local`, nor a function whose config names no stage.
+    for env in ({"STRIPE_EVENTS_STAGE": "local"}, {}):
+        with pytest.raises(SettingsError, match="stripe-events-dev-customers"):
+            Settings.from_env(
+                {**env, "AWS_LAMBDA_FUNCTION_NAME": "stripe-events-dev-customers"}
+            ).check_stage()
+    local = Settings.from_env({}).check_stage()
+    assert (local.stage, local.bus, local.protected) == ("local", "local", False)
+    for stage in ("test", "dev", "qa"):
+        deployed = Settings.from_env({"STRIPE_EVENTS_STAGE": stage}).check_stage()
+        assert (deployed.bus, deployed.protected) == ("default", True)
 
 
 def test_the_app_does_not_even_load_so_chalice_deploy_stops() -> None:
     with pytest.raises(SettingsError, match="plain text"):
         load_app({"STRIPE_EVENTS_STAGE": "prod", "STRIPE_WEBHOOK_SECRET": "whsec_live_x"})
-
-
-def secure_parameter(value: str) -> str:
-    name = f"/stripe-events/test/{unique('secret')}"  # Powertools caches by name
-    boto3.client("ssm", region_name=REGION).put_parameter(
-        Name=name, Value=value, Type="SecureString"
-    )
-    return name
 
 
 def deployed_app(tmp_path: Path, **env: str) -> tuple[Client, RecordingPublisher]:

@@ -19,7 +19,15 @@ from stripe_events.bus import Publisher
 from stripe_events.envelope import Entry
 from stripe_events.errors import PublishFailed
 from stripe_events.stores.sqlite import SqliteStore
-from tests.helpers import ROOT, SECRET, load_app, local_stage_env, sign, signed_headers
+from tests.helpers import (
+    ROOT,
+    SECRET,
+    deployed_stage_env,
+    load_app,
+    local_stage_env,
+    sign,
+    signed_headers,
+)
 
 URL = "/stripe/webhook"
 MARKER = "payload-marker-4f1c"  # put in bodies to check that answers never echo them
@@ -90,11 +98,16 @@ def test_a_signed_event_is_published_as_received(webhook: Factory) -> None:
     }
 
 
-def test_source_and_bus_come_from_the_settings(webhook: Factory) -> None:
-    hook = webhook(STRIPE_EVENTS_SOURCE="acme.stripe", STRIPE_EVENTS_BUS="billing")
+@pytest.mark.usefixtures("moto_url")
+def test_source_and_bus_come_from_the_settings(tmp_path: Path) -> None:
+    env = deployed_stage_env(STRIPE_EVENTS_SOURCE="acme.stripe", STRIPE_EVENTS_BUS="billing")
+    module = load_app(env)
+    module.events.publisher = publisher = RecordingPublisher()
+    module.events.store = SqliteStore(tmp_path / "ledger.sqlite3")
+    client = Client(module.app, stage_name="test", project_dir=str(ROOT))
     body = event_body()
-    assert hook.post(body, signed_headers(body))[0] == 200
-    [entry] = hook.publisher.entries
+    assert client.http.post(URL, headers=signed_headers(body), body=body).status_code == 200
+    [entry] = publisher.entries
     assert (entry["Source"], entry["EventBusName"]) == ("acme.stripe", "billing")
 
 
@@ -346,9 +359,9 @@ def test_a_failed_publish_is_not_recorded_so_the_retry_publishes(webhook: Factor
     assert len(hook.publisher.entries) == 1
 
 
+@pytest.mark.usefixtures("moto_url")
 def test_a_stage_without_its_table_answers_503_not_configured(tmp_path: Path) -> None:
-    env = {**local_stage_env(), "STRIPE_WEBHOOK_SECRET": SECRET, "STRIPE_EVENTS_BUS": "default"}
-    module = load_app({**env, "STRIPE_EVENTS_TABLE": ""})
+    module = load_app(deployed_stage_env(STRIPE_EVENTS_TABLE=""))
     client = Client(module.app, stage_name="local", project_dir=str(ROOT))
     body = event_body()
     response = client.http.post(URL, headers=signed_headers(body), body=body)

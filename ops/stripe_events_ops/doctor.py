@@ -141,7 +141,7 @@ class Doctor:
 
     def plain_secrets(self, settings: Settings) -> bool:
         try:
-            settings.check_secrets()
+            settings.check_stage()
         except SettingsError as error:  # its message names the variable and the fix
             self.report.problem(str(error))
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 
 import click
 
@@ -31,7 +32,15 @@ def echo_entries(entries: list[LedgerEntry], as_json: bool, empty: str) -> None:
         for name, o in entry.handlers.items():
             detail = f"  {o.error_type}: {o.error} (at {o.at})" if o.status == "error" else ""
             click.echo(f"    {name}: {o.status} (attempts {o.attempts}){detail}")
-        if not entry.handlers:
+        for run in entry.stalled:
+            undone = [name for name in run.handlers if name not in entry.handlers]
+            if undone:
+                ended = datetime.fromtimestamp(run.lease_until, UTC).isoformat(timespec="seconds")
+                click.echo(
+                    f"    {', '.join(undone)}: stalled (the {run.router} function's run ended "
+                    f"without finishing; its lease ended {ended})"
+                )
+        if not entry.handlers and not entry.stalled:
             click.echo("    (no handler has run for it)")
 
 
@@ -51,12 +60,14 @@ def ledger(as_json: bool, limit: int, since: str | None, stage: str) -> None:
 @since_option("Only events seen since then.")
 @stage_option
 def failures(as_json: bool, since: str | None, stage: str) -> None:
-    """Events with a handler that is failing now: its error, attempts and time."""
+    """Events that need a replay: a handler failing now (its error, attempts and time), or
+    stalled (a run that crashed or timed out left handlers undone)."""
     entries = stage_events(stage).store.failures(since=iso_since(since))
-    echo_entries(entries, as_json, "No handler is failing.")
+    echo_entries(entries, as_json, "No handler is failing, and no run has stalled.")
     if entries and not as_json:
         click.echo(
-            f"\n{len(entries)} event(s) failing. Fix the cause, then: stripe-events replay --failed"
+            f"\n{len(entries)} event(s) failing or stalled. Fix the cause, then: "
+            "stripe-events replay --failed"
         )
 
 
@@ -98,7 +109,9 @@ def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
 
 @click.command()
 @click.argument("event_id", required=False)
-@click.option("--failed", is_flag=True, help="Replay every event with a failing handler.")
+@click.option(
+    "--failed", is_flag=True, help="Replay every event `failures` lists (failing or stalled)."
+)
 @since_option("With --failed: only events seen since then.")
 @stage_option
 def replay(event_id: str | None, failed: bool, since: str | None, stage: str) -> None:
@@ -123,7 +136,7 @@ def replay(event_id: str | None, failed: bool, since: str | None, stage: str) ->
     else:
         entries = list(reversed(events.store.failures(since=iso_since(since))))
         if not entries:
-            click.echo("No handler is failing: nothing to replay.")
+            click.echo("No handler is failing, and no run has stalled: nothing to replay.")
             return
     replayed = sum(replay_one(events, entry) for entry in entries)
     click.echo(f"replayed {replayed} of {len(entries)} event(s)")

@@ -23,7 +23,7 @@ from stripe_events import catalog
 from stripe_events.errors import SettingsError
 from stripe_events.pattern import matches
 from stripe_events.router import RulePattern
-from stripe_events.settings import LOCAL_BUS
+from stripe_events.settings import LOCAL_STAGE
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -61,6 +61,15 @@ def stage_environment(stage: str, project: Path) -> dict[str, str]:
         raise SettingsError(f"{path} has no stage {stage!r}; it has: {', '.join(stages)}")
     env: dict[str, str] = dict(config.get("environment_variables", {}))
     env.update(stages[stage].get("environment_variables", {}))
+    # Chalice tells a function nothing of its stage: this variable is how the runtime
+    # knows whether to protect it (every stage but `local`), so it must say the truth.
+    named = env.get("STRIPE_EVENTS_STAGE", "").strip()
+    if named != stage:
+        raise SettingsError(
+            f"stage {stage!r} of {path} sets STRIPE_EVENTS_STAGE to {named!r}; set it to "
+            f'"{stage}" in its environment_variables: the runtime decides by it whether the '
+            "stage is protected."
+        )
     return env
 
 
@@ -149,7 +158,7 @@ class Stage:
 
     @property
     def deployed(self) -> bool:
-        return self.env.get("STRIPE_EVENTS_BUS", "").strip() != LOCAL_BUS
+        return self.name != LOCAL_STAGE
 
     @property
     def webhook_secret_param(self) -> str:
@@ -171,7 +180,7 @@ def load_stage(name: str, project: Path) -> Stage:
 
 
 def deployed_stages(project: Path) -> list[Stage]:
-    """The stages that run on AWS (not on the local bus)."""
+    """The stages that run on AWS: all but `local`."""
     stages = [load_stage(name, project) for name in read_config(project)["stages"]]
     return [stage for stage in stages if stage.deployed]
 

@@ -120,6 +120,17 @@ class EventBridgePublisher(Publisher):
             backoff *= 2
 
 
+class LocalLambdaContext:
+    """Outside Lambda (local bus, CLI, tests): a run's lease ends as a Lambda's would."""
+
+    def __init__(self, timeout_seconds: float = 60.0) -> None:
+        self.deadline = time.monotonic() + timeout_seconds
+        self.aws_request_id = uuid.uuid4().hex
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
 class LocalBus(Publisher):
     """Delivers to the app's `on_cw_event` functions, through the same patterns."""
 
@@ -143,16 +154,24 @@ class LocalBus(Publisher):
                 self._deliver(app, source.name, event)
 
     def _deliver(self, app: Chalice, function: str, event: dict[str, Any]) -> None:
+        # One context for the delivery and its retries, as Lambda keeps the request id of
+        # an invocation it retries: the retry takes back the run's claim at once.
+        context = LocalLambdaContext()
         for wait in (*self.busy_waits, None):
             try:
-                app.handler_map[function](event, None)
+                app.handler_map[function](event, context)
                 return
-            except HandlerBusy:
-                # Another delivery (a thread of this server) holds what the handler needs;
-                # Lambda would retry later, so wait for it here, a few times.
+            except HandlerBusy as busy:
+                # Another delivery (a thread of this server, or a server that was killed
+                # mid-run) holds what the handler needs; Lambda would retry later, so wait
+                # for it here, a few times.
                 if wait is None:
-                    log.exception("function %s still busy for %s", function, event["detail-type"])
-                    return
+                    # Not published: the webhook answers 503 and Stripe delivers it again,
+                    # rather than a 2xx for an event that nothing has handled.
+                    raise PublishFailed(
+                        f"function {function} is still busy with {event['detail-type']} "
+                        f"{event['detail'].get('id')}: {busy}"
+                    ) from None
                 time.sleep(wait)
             except Exception:
                 # As in AWS, a function's failure does not change the webhook's answer;

@@ -93,12 +93,13 @@ class StripeEvents:
     @classmethod
     def from_env(cls) -> StripeEvents:
         preload_for(os.environ.get("_HANDLER", ""))
-        return cls(Settings.from_env().check_secrets())
+        return cls(Settings.from_env().check_stage())
 
     @property
     def authorizer(self) -> IAMAuthorizer | None:
-        """Who may read the billing state: IAM-signed callers on AWS; anyone on loopback locally."""
-        return None if self.settings.is_local else IAMAuthorizer()
+        """Who may read the billing state: IAM-signed callers in every stage but `local`,
+        whose server answers on loopback only."""
+        return IAMAuthorizer() if self.settings.protected else None
 
     @property
     def store(self) -> Store:
@@ -160,7 +161,10 @@ class StripeEvents:
             self.store,
             lambda: self.payloads,
             stripe_api=StripeApi(
-                lambda: self.api_key, self.settings.api_base, self.settings.api_key_setting
+                lambda: self.api_key,
+                self.settings.api_base,
+                self.settings.api_key_setting,
+                self.settings.stripe_network_retries,
             ),
             notifier=lambda: self.notifier,
         )

@@ -1,14 +1,16 @@
 """Runs a resource module's handlers for one event: once each, with every outcome recorded.
 
-A function's run for an event first claims it (`Store.claim` on `runs`, keyed by the
-event and the router), with a lease that ends when its Lambda would time out, and
-releases it when done. While one run holds it, another delivery of the same event is
-busy (Lambda retries it later). Holding the claim, the run reads the outcomes the
-ledger has for the event and runs each handler that has not succeeded, recording its
-outcome as it goes. So each handler costs one write, its outcome, which is also what
-makes a later delivery, retry or replay skip it; the event costs three (received,
-claim, release). A run that dies leaves its claim until the lease ends, and the
-handlers it had not finished run in the next one.
+A function's run for an event first claims it (`Store.claim_run`, keyed by the event and
+the router, naming the handlers to run), with a lease that ends when its Lambda would
+time out, and releases it when done. While one run holds it, another delivery of the
+same event is busy (Lambda retries it later). Holding the claim, the run records the
+event as received, reads the outcomes the ledger has for it and runs each handler that
+has not succeeded, recording its outcome as it goes. So each handler costs one write,
+its outcome, which is also what makes a later delivery, retry or replay skip it; the
+event costs three (claim, received, release). A run that dies leaves its claim until
+the lease ends: the next delivery runs what it had not finished, and until one comes,
+`Store.failures` lists the event as stalled. What cannot be made into an event (too
+deeply nested, refused by the SDK) is each handler's recorded error.
 
 This is what Powertools' idempotency utility did per handler, with an in-progress
 record, a completion record and our outcome: three writes per handler, all idempotency
@@ -31,32 +33,27 @@ from stripe._base_address import BaseAddresses
 from stripe.v2.core import EventNotification
 
 import stripe_events.observability as observability
+from stripe_events.bus import LocalLambdaContext
 from stripe_events.context import Context
-from stripe_events.envelope import EventHeader, check_envelope, unwrap
-from stripe_events.errors import HandlerBusy, HandlerFailed, RetryLater
+from stripe_events.envelope import MAX_NESTING, EventHeader, check_envelope, nests_too_deep, unwrap
+from stripe_events.errors import (
+    HandlerBusy,
+    HandlerFailed,
+    Rejected,
+    RetryLater,
+    UnreadableEvent,
+)
 from stripe_events.ledger import Outcome, utc_now
 from stripe_events.notifier import Notifier
 from stripe_events.payloads import PAYLOAD_KEY, PayloadStore, restore
 from stripe_events.router import Handler, Router
+from stripe_events.settings import DEFAULT_NETWORK_RETRIES
 from stripe_events.stores import Claim, Store
 
 log = logging.getLogger("stripe_events.dispatch")
 
-# The claims of runs in progress: `<event id>:<router>`, deleted when the run ends.
-RUNS = "runs"
 # Clocks of two Lambda containers may differ a little; a lease outlasts its run by this.
 CLOCK_SKEW_SECONDS = 1.0
-
-
-class LocalLambdaContext:
-    """Outside Lambda (local bus, CLI, tests): a run's lease ends as a Lambda's would."""
-
-    def __init__(self, timeout_seconds: float = 60.0) -> None:
-        self.deadline = time.monotonic() + timeout_seconds
-        self.aws_request_id = uuid.uuid4().hex
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 class StripeApi:
@@ -68,16 +65,30 @@ class StripeApi:
         api_key: Callable[[], str] = str,
         api_base: str = "",
         setting: str = "STRIPE_API_KEY",
+        max_network_retries: int = DEFAULT_NETWORK_RETRIES,
     ) -> None:
         self._api_key = api_key
         self.bases: BaseAddresses | None = {"api": api_base} if api_base else None
         self.setting = setting  # where the key comes from, as messages name it
+        self.max_network_retries = max_network_retries
+
+    def _new(self, key: str) -> stripe.StripeClient:
+        # The SDK retries connection errors, 409 and 5xx, and a 429 only when Stripe says
+        # so (Stripe-Should-Retry), with backoff; without a count it never retries.
+        return stripe.StripeClient(
+            key, base_addresses=self.bases, max_network_retries=self.max_network_retries
+        )
 
     @cached_property
     def _client(self) -> tuple[stripe.StripeClient | None, bool]:
         key = self._api_key()
-        client = stripe.StripeClient(key, base_addresses=self.bases) if key else None
-        return client, "_live_" in key
+        return (self._new(key) if key else None), "_live_" in key
+
+    def keyless(self) -> stripe.StripeClient:
+        """A client with no key: what a snapshot event is made with (it calls nothing),
+        and a thin one when the stage has no key of its mode (its fetches then fail with
+        Stripe's own message)."""
+        return self._new("")
 
     def for_mode(self, livemode: bool) -> stripe.StripeClient | None:
         """The client, if its key is of the event's mode: a test key cannot see live
@@ -115,16 +126,10 @@ class Dispatcher:
         body = detail if isinstance(detail, str) else json.dumps(detail)
         if PAYLOAD_KEY in data:
             data = restore(data, self.payloads())
-        header = check_envelope(data, None)
-        api = self.stripe_api
-        if header.thin:  # its fetches go through the client it is made with
-            client = api.for_mode(header.livemode)
-            event = unwrap(data, client or stripe.StripeClient("", base_addresses=api.bases))
-        else:
-            event = unwrap(data, stripe.StripeClient(""))  # a snapshot event calls nothing
-        self.store.record_received(header.id, header.type, header.created, utc_now(), body)
+        header = self._header(router, data)
         handlers = router.handlers_for(header.type)
         if not handlers:
+            self._record_received(header, body)
             return {}
         lambda_context = lambda_context or LocalLambdaContext()
         # Lambda ends this run by its deadline: its claims are free after that.
@@ -132,31 +137,86 @@ class Dispatcher:
         # Lambda's retries of one invocation keep its request id: a retry after a crash
         # takes the claim back at once; another delivery waits for the lease.
         owner = str(getattr(lambda_context, "aws_request_id", "") or uuid.uuid4().hex)
-        run = f"{header.id}:{router.name}"
-        if self.store.claim(RUNS, run, owner, lease) is not Claim.TAKEN:
+        names = [h.name for h in handlers]
+        if self.store.claim_run(header.id, router.name, owner, lease, names) is not Claim.TAKEN:
             raise HandlerBusy(f"event {header.id}: {router.name} is running it elsewhere")
         try:
-            results = self._run_all(handlers, header, event, lease)
+            # Under the claim: a run that dies from here on leaves it, and `failures` can
+            # list the event.
+            self._record_received(header, body)
+            results, errors, busy = self._run_all(handlers, header, data, lease)
         except Exception:
-            self.store.release_claim(RUNS, run, owner)
+            self.store.release_run(header.id, router.name, owner)
             raise
         # Not on SystemExit or KeyboardInterrupt: like a Lambda that is killed, the run
-        # keeps its claim until the lease ends.
-        self.store.release_claim(RUNS, run, owner)
+        # keeps its claim until the lease ends. Nor while a handler must wait: the claim
+        # says what is left to do, for Lambda's retry (which takes it back) or, should
+        # none come, for `failures`.
+        if not busy:
+            self.store.release_run(header.id, router.name, owner)
+        if errors:
+            raise HandlerFailed(header.id, errors)
+        if busy:
+            raise HandlerBusy(f"event {header.id}: still running elsewhere: {', '.join(busy)}")
         return results
+
+    def _record_received(self, header: EventHeader, body: str) -> None:
+        self.store.record_received(header.id, header.type, header.created, utc_now(), body)
+
+    def _header(self, router: Router, data: Any) -> EventHeader:
+        """The event's header. One the webhook would have refused can only come from
+        elsewhere (Stripe's own destination, another publisher): with no id or type to
+        record it under, it is logged, counted and raised, and ends in the dead-letter
+        queue."""
+        try:
+            return check_envelope(data, None)
+        except Rejected as rejected:
+            event_type = data.get("type") if isinstance(data, dict) else None
+            names = [h.name for h in router.handlers_for(str(event_type))] or [
+                h.name for h in router.handlers
+            ]
+            log.error(
+                "%s cannot read an event: %s",
+                router.name,
+                rejected.message,
+                extra={"outcome": "unreadable", "reason": rejected.code},
+            )
+            for name in names:
+                observability.count("HandlerError", handler=name)
+            raise UnreadableEvent(f"{router.name}: {rejected.message}") from None
+
+    def _event(self, header: EventHeader, data: dict[str, Any]) -> Any:
+        """What a handler receives: a stripe.Event, or a thin event's EventNotification.
+        UnreadableEvent when the SDK cannot make one of it."""
+        if nests_too_deep(data):
+            raise UnreadableEvent(
+                f"the event nests objects more than {MAX_NESTING} levels deep (MAX_NESTING)"
+            )
+        api = self.stripe_api
+        # A thin event's fetches go through the client it is made with; a snapshot event
+        # calls nothing.
+        client = api.for_mode(header.livemode) if header.thin else None
+        try:
+            return unwrap(data, client or api.keyless())
+        except Exception as error:  # whatever the SDK raises, recursion included
+            raise UnreadableEvent(
+                f"the SDK cannot make an event of it: {type(error).__name__}: {error}"
+            ) from None
 
     def _run_all(
         self,
         handlers: list[Handler],
         header: EventHeader,
-        event: Any,
+        data: dict[str, Any],
         lease: float,
-    ) -> dict[str, Outcome]:
+    ) -> tuple[dict[str, Outcome], dict[str, str], list[str]]:
+        """The handlers' outcomes, the errors among them, and those that must wait."""
         # Read under the claim: what every run before this one recorded.
         previous = self.store.outcomes(header.id)
         results: dict[str, Outcome] = {}
         errors: dict[str, str] = {}
         busy: list[str] = []
+        event: Any = None
         for handler in handlers:
             before = previous.get(handler.name)
             if before is not None and before.status == "ok":
@@ -170,20 +230,20 @@ class Dispatcher:
                 results[handler.name] = before
                 continue
             try:
+                # Made once, and only when a handler needs it.
+                event = self._event(header, data) if event is None else event
                 outcome = self._run(handler, header, event, before, lease)
             except RetryLater as wait:
                 log.warning("%s must wait for %s, retry later: %s", handler.name, header.id, wait)
                 busy.append(handler.name)
                 continue
+            except UnreadableEvent as unreadable:
+                outcome = self._failed(handler, header, before, unreadable)
             results[handler.name] = outcome
             if outcome.status == "error":
                 errors[handler.name] = f"{outcome.error_type}: {outcome.error}"
             self.store.record_outcome(header.id, handler.name, outcome)
-        if errors:
-            raise HandlerFailed(header.id, errors)
-        if busy:
-            raise HandlerBusy(f"event {header.id}: still running elsewhere: {', '.join(busy)}")
-        return results
+        return results, errors, busy
 
     def _run(
         self,
@@ -197,7 +257,7 @@ class Dispatcher:
 
         `event` is what the handler receives: a stripe.Event, or a thin EventNotification.
         """
-        attempts = 1 if before is None else before.attempts + 1
+        attempts = _attempts(before)
         fields = {"event_id": header.id, "event_type": header.type, "handler": handler.name}
         logger = logging.getLogger(f"stripe_events.{handler.name}")
         api = self.stripe_api
@@ -217,15 +277,7 @@ class Dispatcher:
         except RetryLater:
             raise
         except Exception as error:
-            log.exception(
-                "%s failed for %s %s",
-                handler.name,
-                header.type,
-                header.id,
-                extra={**fields, "outcome": "error", "attempts": attempts},
-            )
-            observability.count("HandlerError", handler=handler.name)
-            return Outcome("error", attempts, utc_now(), type(error).__name__, str(error))
+            return self._failed(handler, header, before, error)
         duration_ms = (time.perf_counter() - started) * 1000
         log.info(
             "%s ok for %s %s",
@@ -237,6 +289,33 @@ class Dispatcher:
         observability.count("HandlerOk", handler=handler.name)
         observability.milliseconds("HandlerDuration", duration_ms, handler=handler.name)
         return Outcome("ok", attempts, utc_now())
+
+    def _failed(
+        self, handler: Handler, header: EventHeader, before: Outcome | None, error: Exception
+    ) -> Outcome:
+        """The outcome of a handler that raised, or that could not be given the event."""
+        attempts = _attempts(before)
+        log.error(
+            "%s failed for %s %s",
+            handler.name,
+            header.type,
+            header.id,
+            # The traceback, unless the handler never ran: then the reason says it all.
+            exc_info=not isinstance(error, UnreadableEvent),
+            extra={
+                "event_id": header.id,
+                "event_type": header.type,
+                "handler": handler.name,
+                "outcome": "error",
+                "attempts": attempts,
+            },
+        )
+        observability.count("HandlerError", handler=handler.name)
+        return Outcome("error", attempts, utc_now(), type(error).__name__, str(error))
+
+
+def _attempts(before: Outcome | None) -> int:
+    return 1 if before is None else before.attempts + 1
 
 
 def bound_client(client: stripe.StripeClient | None, event: Any) -> stripe.StripeClient | None:

@@ -37,6 +37,10 @@ RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
 )
 THIN_CODE = "invalid_thin_event"
+# How deep objects and arrays may nest in an event, for the webhook and the functions
+# alike. Stripe's deepest events (expanded invoice lines) nest about a dozen levels;
+# stripe.Event.construct_from exceeds Python's recursion limit at about 300.
+MAX_NESTING = 64
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,30 @@ def parse_event(text: str, livemode: bool | None) -> EventHeader:
         raise _bad("invalid_json", message) from None
     except ValueError as error:  # e.g. an integer with more digits than Python converts
         raise _bad("invalid_json", f"The body is not usable JSON: {error}.") from None
+    # Counting brackets is cheap, and bounds the depth: most events need no walk at all.
+    if text.count("{") + text.count("[") > MAX_NESTING and nests_too_deep(data):
+        raise _bad(
+            "too_deeply_nested",
+            f"The body nests objects and arrays more than {MAX_NESTING} levels deep; "
+            "no Stripe event does.",
+        )
     return check_envelope(data, livemode)
+
+
+def nests_too_deep(value: Any) -> bool:
+    """Whether `value` has containers more than MAX_NESTING levels deep (the value itself
+    is the first). Level by level, not recursively: recursion is what such values break."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(MAX_NESTING):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if isinstance(container, dict) else container)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def check_envelope(data: Any, livemode: bool | None) -> EventHeader:

@@ -9,6 +9,7 @@ StripeEventsError
 │   ├── PayloadMissing
 │   └── PayloadCorrupt
 ├── HandlerFailed        handlers raised: the function raises, Lambda retries
+├── UnreadableEvent      a function cannot make the event its handlers take (recorded)
 └── RetryLater           a handler must wait for another run (not a failure)
     ├── ClaimHeld        another run holds the object's claim
     └── HandlerBusy      the function had handlers that must wait: Lambda retries
@@ -63,6 +64,11 @@ class HandlerFailed(StripeEventsError):
         super().__init__(f"event {event_id}: {len(errors)} handler(s) failed: {listed}")
         self.event_id = event_id
         self.errors = errors
+
+
+class UnreadableEvent(StripeEventsError):
+    """The function cannot make a stripe.Event (or notification) of what it received: too
+    deeply nested, a shape the SDK refuses. Recorded as each handler's error."""
 
 
 class RetryLater(StripeEventsError):

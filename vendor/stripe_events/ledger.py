@@ -23,6 +23,16 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class StalledRun:
+    """A function's run of an event that ended without releasing its claim (it crashed,
+    timed out or ran out of memory), whose lease has ended: no run holds the event now."""
+
+    router: str
+    lease_until: float  # epoch seconds
+    handlers: tuple[str, ...]  # the router's handlers for the event, as the run saw them
+
+
+@dataclass(frozen=True)
 class LedgerEntry:
     id: str
     type: str
@@ -31,6 +41,7 @@ class LedgerEntry:
     received_at: str | None = None  # when a function first received it
     body: str | None = None  # the detail as delivered, for replay
     handlers: dict[str, Outcome] = field(default_factory=dict)
+    stalled: tuple[StalledRun, ...] = ()
 
     @property
     def seen_at(self) -> str:
@@ -39,6 +50,21 @@ class LedgerEntry:
     @property
     def failing(self) -> dict[str, Outcome]:
         return {name: o for name, o in self.handlers.items() if o.status == "error"}
+
+    @property
+    def waiting(self) -> list[str]:
+        """The handlers of stalled runs that have not succeeded: nothing will run them
+        unless the event is delivered or replayed again."""
+        return [
+            name
+            for run in self.stalled
+            for name in run.handlers
+            if name not in self.handlers or self.handlers[name].status != "ok"
+        ]
+
+    @property
+    def needs_replay(self) -> bool:
+        return bool(self.failing or self.waiting)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,4 +78,5 @@ class LedgerEntry:
                 name: {"type": o.error_type, "message": o.error, "attempts": o.attempts, "at": o.at}
                 for name, o in self.failing.items()
             },
+            "stalled": self.waiting,
         }

@@ -10,8 +10,13 @@ from pathlib import Path
 from stripe_events.errors import SettingsError
 
 LOCAL_BUS = "local"
-# Stages whose secrets may sit in plain environment variables: nothing real is at stake.
-PLAIN_SECRET_STAGES = ("local", "test")
+# The one stage that runs on a developer's machine: its bus is in-process, its state in
+# SQLite, its secrets in plain variables, its read routes open on loopback. Every other
+# stage, whatever it is called, is protected.
+LOCAL_STAGE = "local"
+# Handlers' Stripe calls: retries of connection errors, 409, 5xx (and 429 when Stripe says
+# so), as stripe-node does by default; each waits 0.5 s or more, within Lambda's timeout.
+DEFAULT_NETWORK_RETRIES = 2
 LOCAL_SECRET = "whsec_local_development_only"
 DEFAULT_SOURCE = "stripe.webhook"
 # Stripe's own EventBridge destination publishes from partner sources named like this.
@@ -66,19 +71,24 @@ class Settings:
     # SSM SecureString parameters that hold the secrets in a deployed stage.
     webhook_secret_param: str = ""
     api_key_param: str = ""
+    stripe_network_retries: int = DEFAULT_NETWORK_RETRIES
+    # Set by Lambda in every function it runs: stage `local` never runs there.
+    lambda_function: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         secrets = tuple(s.strip() for s in env.get("STRIPE_WEBHOOK_SECRET", "").split(","))
+        stage = env.get("STRIPE_EVENTS_STAGE", "").strip() or LOCAL_STAGE
         return cls(
-            stage=env.get("STRIPE_EVENTS_STAGE", "local"),
+            stage=stage,
             webhook_secrets=tuple(s for s in secrets if s),
             tolerance_seconds=_int(env, "STRIPE_WEBHOOK_TOLERANCE", 300),
             max_body_bytes=_int(env, "STRIPE_WEBHOOK_MAX_BYTES", 1024 * 1024),
             livemode=_livemode(env),
             source=env.get("STRIPE_EVENTS_SOURCE", "").strip() or DEFAULT_SOURCE,
-            bus=env.get("STRIPE_EVENTS_BUS", "").strip() or "default",
+            bus=env.get("STRIPE_EVENTS_BUS", "").strip()
+            or (LOCAL_BUS if stage == LOCAL_STAGE else "default"),
             table=env.get("STRIPE_EVENTS_TABLE", "").strip(),
             state_dir=Path(env.get("STRIPE_EVENTS_STATE_DIR", "").strip() or ".state"),
             region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
@@ -89,12 +99,44 @@ class Settings:
             topic_arn=env.get("STRIPE_EVENTS_TOPIC_ARN", "").strip(),
             webhook_secret_param=env.get("STRIPE_WEBHOOK_SECRET_PARAM", "").strip(),
             api_key_param=env.get("STRIPE_API_KEY_PARAM", "").strip(),
+            stripe_network_retries=_int(
+                env, "STRIPE_MAX_NETWORK_RETRIES", DEFAULT_NETWORK_RETRIES, minimum=0
+            ),
+            lambda_function=env.get("AWS_LAMBDA_FUNCTION_NAME", "").strip(),
         )
 
-    def check_secrets(self) -> Settings:
-        """A deployed stage refuses secrets in plain text, and the local development secret."""
-        if self.stage in PLAIN_SECRET_STAGES:
+    @property
+    def protected(self) -> bool:
+        """Whether the read routes need IAM and the secrets must come from SSM: in every
+        stage but `local`, decided by the stage alone."""
+        return self.stage != LOCAL_STAGE
+
+    def check_stage(self) -> Settings:
+        """Fail closed: stage `local` runs only on a machine, with the local bus; any other
+        stage publishes to EventBridge, and refuses secrets in plain text and the local
+        development secret."""
+        if not self.protected:
+            if self.lambda_function:
+                raise SettingsError(
+                    f"Lambda function {self.lambda_function} runs with STRIPE_EVENTS_STAGE="
+                    f"{LOCAL_STAGE!r} (or none), which has no authorizer and plain-text "
+                    "secrets: set STRIPE_EVENTS_STAGE to the deployed stage's name in "
+                    ".chalice/config.json."
+                )
+            if not self.is_local:
+                raise SettingsError(
+                    f"Stage {LOCAL_STAGE!r} publishes on the local bus, but "
+                    f"STRIPE_EVENTS_BUS is {self.bus!r}: remove it, or set "
+                    "STRIPE_EVENTS_STAGE to the name of a deployed stage."
+                )
             return self
+        if self.is_local:
+            raise SettingsError(
+                f"Stage {self.stage!r} sets STRIPE_EVENTS_BUS={LOCAL_BUS!r}, which only stage "
+                f"{LOCAL_STAGE!r} may use (functions in the webhook's process, state in "
+                "SQLite, no authorizer): publish to EventBridge with "
+                "STRIPE_EVENTS_BUS=default in .chalice/config.json."
+            )
         fix = (
             f"Store it in SSM Parameter Store as a SecureString, set {{param}} to the "
             f"parameter's name, and remove {{plain}} from stage {self.stage!r} in "

@@ -4,6 +4,6 @@
 the DynamoDB store and the CloudFormation template use.
 """
 
-from stripe_events.stores.base import Claim, Store
+from stripe_events.stores.base import RUNS, Claim, Store
 
-__all__ = ["Claim", "Store"]
+__all__ = ["RUNS", "Claim", "Store"]

@@ -16,7 +16,21 @@ import enum
 from abc import ABC, abstractmethod
 from typing import Any
 
-from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.ledger import LedgerEntry, Outcome, StalledRun
+
+# The claims of functions' runs in progress, `<event id>:<router>`: deleted when the run
+# ends, kept (and listed by `failures` once the lease is over) when it dies.
+RUNS = "runs"
+
+
+def run_key(event_id: str, router: str) -> str:
+    return f"{event_id}:{router}"
+
+
+def split_run_key(key: str) -> tuple[str, str]:
+    """(event id, router) of a run's key: event ids have no ":"."""
+    event_id, router = key.split(":", 1)
+    return event_id, router
 
 
 class Store(ABC):
@@ -54,8 +68,27 @@ class Store(ABC):
         """Events seen at or after `since` (ISO time), newest first; ties by id, descending."""
 
     @abstractmethod
-    def failures(self, since: str = "") -> list[LedgerEntry]:
-        """Events seen at or after `since` with a handler whose latest outcome is an error."""
+    def failures(self, since: str = "", now: float | None = None) -> list[LedgerEntry]:
+        """Events seen at or after `since` that need a replay: a handler whose latest
+        outcome is an error, or a run that died (its claim outlived its lease, `now`
+        default the current time) before every handler of it had succeeded."""
+
+    def claim_run(
+        self,
+        event_id: str,
+        router: str,
+        owner: str,
+        lease_seconds: float,
+        handlers: list[str],
+        now: float | None = None,
+    ) -> Claim:
+        """`claim` on a function's run of an event, naming the handlers it is to run, so
+        that `failures` can tell what a run that died left undone."""
+        about = {"handlers": handlers}
+        return self.claim(RUNS, run_key(event_id, router), owner, lease_seconds, now, about)
+
+    def release_run(self, event_id: str, router: str, owner: str) -> None:
+        self.release_claim(RUNS, run_key(event_id, router), owner)
 
     @abstractmethod
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
@@ -87,15 +120,21 @@ class Store(ABC):
 
     @abstractmethod
     def claim(
-        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+        self,
+        collection: str,
+        key: str,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+        about: dict[str, Any] | None = None,
     ) -> Claim:
         """Take the work named `key` for `owner` until the lease ends, in one atomic step.
 
         TAKEN when nobody holds it, when `owner` itself holds it (its earlier run died),
         or when the holder's lease has ended (the holder crashed or timed out). DONE when
         a run finished it; HELD while another owner's lease runs. The item, as `get`
-        returns it, is `{"claim": "claimed" | "done", "owner": …, "lease_until": …}` plus,
-        once done, the result given to `finish_claim`.
+        returns it, is `{"claim": "claimed" | "done", "owner": …, "lease_until": …}` plus
+        `about`, and once done, the result given to `finish_claim`.
         """
 
     @abstractmethod
@@ -116,9 +155,19 @@ class Claim(enum.Enum):
 CLAIMED, DONE = "claimed", "done"
 
 
-def claim_item(owner: str, until: float) -> dict[str, Any]:
+def claim_item(owner: str, until: float, about: dict[str, Any] | None = None) -> dict[str, Any]:
     """The item of a claim just taken: `owner` holds it until `until` (epoch seconds)."""
-    return {"claim": CLAIMED, "owner": owner, "lease_until": until}
+    return {**(about or {}), "claim": CLAIMED, "owner": owner, "lease_until": until}
+
+
+def stalled_run(key: str, stored: dict[str, Any] | None, now: float) -> StalledRun | None:
+    """The run that the claim `stored` at `key` (in RUNS) is left from, if its lease has
+    ended; None when it is released, done or still running."""
+    if stored is None or stored.get("claim") != CLAIMED or stored.get("lease_until", 0) >= now:
+        return None
+    return StalledRun(
+        split_run_key(key)[1], float(stored["lease_until"]), tuple(stored.get("handlers", ()))
+    )
 
 
 def held_by(stored: dict[str, Any] | None, owner: str) -> bool:

@@ -15,18 +15,20 @@ keys, once, to what versions before it wrote.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import heapq
 import itertools
 import json
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.config import Config
 
 import stripe_events.aws as aws
-from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.ledger import LedgerEntry, Outcome, StalledRun
 from stripe_events.payloads import (
     PayloadStore,
     load_checked,
@@ -35,11 +37,14 @@ from stripe_events.payloads import (
 from stripe_events.stores.base import (
     CLAIMED,
     DONE,
+    RUNS,
     Claim,
     Store,
     check_collection,
     claim_item,
     refusal,
+    split_run_key,
+    stalled_run,
 )
 from stripe_events.stores.schema import (
     CHILD_PREFIX,
@@ -53,6 +58,7 @@ from stripe_events.stores.schema import (
     ITEM_SK,
     LEDGER_INDEX,
     LEDGER_SHARDS,
+    RUNNING_SHARDS,
     SEEN_SHARDS,
     STATE_FOLDER,
     TTL_ATTRIBUTE,
@@ -115,16 +121,21 @@ def _shard(kind: str, number: int) -> str:
     return f"{kind}#{number}"
 
 
-def index_keys(kind: str, event_id: str, seen_at: str) -> dict[str, Any]:
-    """The ledger index's keys of an event item (SEEN_SHARDS) or a failing outcome's
-    (FAILED_SHARDS).
+def index_keys(kind: str, event_id: str, at: str) -> dict[str, Any]:
+    """The ledger index's keys of an event item (SEEN_SHARDS, `at` when it was seen), a
+    failing outcome's (FAILED_SHARDS, the same) or a run's claim (RUNNING_SHARDS, when
+    its lease ends).
 
     crc32 and not hash(), which each process seeds anew: every writer must pick the same
-    shard. The order sorts as (seen at, id) does, because "#" sorts below every character
+    shard. The order sorts as (at, id) does, because "#" sorts below every character
     that can follow a time in an ISO string.
     """
     shard = _shard(kind, zlib.crc32(event_id.encode()) % LEDGER_SHARDS)
-    return {INDEX_SHARD: {"S": shard}, INDEX_ORDER: {"S": f"{seen_at}#{event_id}"}}
+    return {INDEX_SHARD: {"S": shard}, INDEX_ORDER: {"S": f"{at}#{event_id}"}}
+
+
+def _iso(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="microseconds")
 
 
 def event_key(event_id: str) -> dict[str, Any]:
@@ -313,10 +324,11 @@ class DynamoStore(Store):
         return (item for page in pages for item in page["Items"])
 
     def _indexed(
-        self, kind: str, shard: int, since: str, page: int | None
+        self, kind: str, shard: int, since: str, page: int | None, before: str = ""
     ) -> Iterator[tuple[str, str]]:
-        """(order, event id) of one shard of the ledger index, newest first; each page is
-        read only when the one before it has been consumed."""
+        """(order, partition key) of one shard of the ledger index, newest first, from
+        `since` or up to `before`; each page is read only when the one before it has been
+        consumed."""
         condition = "#shard = :shard"
         names = {"shard": INDEX_SHARD}
         values = {":shard": {"S": _shard(kind, shard)}}
@@ -324,6 +336,10 @@ class DynamoStore(Store):
             condition += " AND #order >= :since"
             names["order"] = INDEX_ORDER
             values[":since"] = {"S": since}
+        elif before:
+            condition += " AND #order < :before"
+            names["order"] = INDEX_ORDER
+            values[":before"] = {"S": before}
         pages = self.client.get_paginator("query").paginate(
             TableName=self.table,
             IndexName=LEDGER_INDEX,
@@ -335,7 +351,7 @@ class DynamoStore(Store):
         )
         for response in pages:
             for item in response["Items"]:
-                yield item[INDEX_ORDER]["S"], item[PK]["S"].removeprefix(EVENT_PREFIX)
+                yield item[INDEX_ORDER]["S"], item[PK]["S"]
 
     def _entries(self, event_ids: list[str]) -> list[LedgerEntry]:
         entries = [e for e in map(self.event, event_ids) if e is not None]
@@ -350,20 +366,37 @@ class DynamoStore(Store):
         page = limit // LEDGER_SHARDS + 2
         shards = [self._indexed(SEEN_SHARDS, n, since, page) for n in range(LEDGER_SHARDS)]
         newest = heapq.merge(*shards, reverse=True)
-        return self._entries([event_id for _, event_id in itertools.islice(newest, limit)])
+        return self._entries(
+            [pk.removeprefix(EVENT_PREFIX) for _, pk in itertools.islice(newest, limit)]
+        )
 
-    def failures(self, since: str = "") -> list[LedgerEntry]:
+    def failures(self, since: str = "", now: float | None = None) -> list[LedgerEntry]:
         # All of them are listed: no limit, pages as large as DynamoDB makes them. An event
         # with several failing handlers is in the index once per handler.
         ids = {
-            event_id
+            pk.removeprefix(EVENT_PREFIX)
             for n in range(LEDGER_SHARDS)
-            for _, event_id in self._indexed(FAILED_SHARDS, n, since, None)
+            for _, pk in self._indexed(FAILED_SHARDS, n, since, None)
         }
+        stalled = self._stalled(time.time() if now is None else now)
+        entries = self._entries(sorted(ids | set(stalled)))
         # The index follows the table within a second or so: a handler that has just
         # succeeded may still be listed there, but its entry, read from the table, is not
         # failing.
-        return [e for e in self._entries(sorted(ids)) if e.failing and e.seen_at >= since]
+        with_runs = [dataclasses.replace(e, stalled=tuple(stalled.get(e.id, ()))) for e in entries]
+        return [e for e in with_runs if e.needs_replay and e.seen_at >= since]
+
+    def _stalled(self, now: float) -> dict[str, list[StalledRun]]:
+        """Event id -> its runs that died: the claims whose lease ended before `now`, found
+        through their index keys, then read from the table (the index may lag)."""
+        stalled: dict[str, list[StalledRun]] = {}
+        for n in range(LEDGER_SHARDS):
+            for _, pk in self._indexed(RUNNING_SHARDS, n, "", None, before=_iso(now)):
+                key = pk.removeprefix(f"{RUNS}#")
+                run = stalled_run(key, self.get(RUNS, key), now)
+                if run is not None:
+                    stalled.setdefault(split_run_key(key)[0], []).append(run)
+        return stalled
 
     def index_earlier_items(self) -> Iterator[bool]:
         """Give the ledger index's keys to the items that versions before it wrote: for
@@ -478,16 +511,28 @@ class DynamoStore(Store):
         }
 
     def claim(
-        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+        self,
+        collection: str,
+        key: str,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+        about: dict[str, Any] | None = None,
     ) -> Claim:
         now = time.time() if now is None else now
         until = now + lease_seconds
+        # A run's claim is listed by the index until it is released; any other expires.
+        kept = (
+            index_keys(RUNNING_SHARDS, split_run_key(key)[0], _iso(until))
+            if collection == RUNS
+            else {TTL_ATTRIBUTE: {"N": str(int(until) + CLAIM_KEPT_SECONDS)}}
+        )
         item = {
-            **self._item(_item_pk(collection, key), ITEM_SK, claim_item(owner, until)),
+            **self._item(_item_pk(collection, key), ITEM_SK, claim_item(owner, until, about)),
             "claim": {"S": CLAIMED},
             "claim_owner": {"S": owner},
             "lease_until": {"N": f"{until:.6f}"},
-            TTL_ATTRIBUTE: {"N": str(int(until) + CLAIM_KEPT_SECONDS)},
+            **kept,
         }
         # The rule of store.can_take, as one condition.
         taken = self._put_if(

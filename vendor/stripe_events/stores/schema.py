@@ -4,8 +4,8 @@ The DynamoDB store reads and writes by them, and the CloudFormation template (ge
 by the operator's `infra` module) creates the table and the bucket from them.
 
 The table: keys `pk` (partition) and `sk` (sort), both strings, billed on demand; TTL on
-`expiration`, which a claim in progress carries: one left by a run that died goes a day
-after its lease has ended.
+`expiration`, which a claim on an object (`claims.once_per_object`) in progress carries:
+one left by a run that died goes a day after its lease has ended.
 
 pk = "event#<id>"             sk = "event"           the event: type, created, when
                                                       published and received, its body
@@ -14,7 +14,9 @@ pk = "<collection>#<key>"     sk = "item"            a projection item (JSON in 
 pk = "<collection>#<parent>"  sk = "child#<key>"     an item under a parent
 pk = "runs#<id>:<router>"     sk = "item"            a function's claim on an event while
                                                       it runs it (dispatch.py): a
-                                                      partition per event
+                                                      partition per event; no TTL, as
+                                                      one left by a run that died is
+                                                      what `failures` lists as stalled
 
 Versions before kept Powertools' idempotency records under pk = "idempotency" (one
 partition, hot past about 1,000 writes a second). Nothing reads them now; they expire.
@@ -27,6 +29,8 @@ ledger_shard = "failed#<n>"   ledger_order = "<seen at>#<id>"   an outcome whose
                                                                   is "error" (an "ok"
                                                                   outcome replaces the item,
                                                                   keys and all)
+ledger_shard = "running#<n>"  ledger_order = "<lease end>#<id>" a run's claim (deleted
+                                                                  when the run ends)
 
 "seen at" is when a function first received the event, else when it was first
 published. <n> is a stable hash of the event id, modulo LEDGER_SHARDS: at any moment
@@ -60,6 +64,7 @@ INDEX_ORDER = "ledger_order"
 INDEX_KEY_SCHEMA = ((INDEX_SHARD, "HASH"), (INDEX_ORDER, "RANGE"))
 SEEN_SHARDS = "seen"
 FAILED_SHARDS = "failed"
+RUNNING_SHARDS = "running"
 # Shards by hash rather than buckets by day. A day's bucket takes every write of that day,
 # so it is exactly as hot as a single partition; and a query without `since` could not
 # tell where the ledger starts (events are kept for ever, with gaps of any length)

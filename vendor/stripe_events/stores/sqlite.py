@@ -8,6 +8,7 @@ committed by then.)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import time
@@ -16,9 +17,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from stripe_events.ledger import LedgerEntry, Outcome
+from stripe_events.ledger import LedgerEntry, Outcome, StalledRun
 from stripe_events.stores.base import (
+    CLAIMED,
     DONE,
+    RUNS,
     Claim,
     Store,
     can_take,
@@ -26,6 +29,8 @@ from stripe_events.stores.base import (
     claim_item,
     held_by,
     refusal,
+    split_run_key,
+    stalled_run,
 )
 
 SCHEMA = """
@@ -157,12 +162,31 @@ class SqliteStore(Store):
             "WHERE seen_at >= ? ORDER BY seen_at DESC, id DESC LIMIT ?", (since, max(limit, 0))
         )
 
-    def failures(self, since: str = "") -> list[LedgerEntry]:
-        return self._entries(
-            "WHERE seen_at >= ? AND id IN (SELECT event_id FROM outcomes WHERE status = 'error') "
-            "ORDER BY seen_at DESC, id DESC",
-            (since,),
+    def failures(self, since: str = "", now: float | None = None) -> list[LedgerEntry]:
+        stalled = self._stalled(time.time() if now is None else now)
+        placeholders = ", ".join("?" * len(stalled))
+        entries = self._entries(
+            "WHERE seen_at >= ? AND (id IN (SELECT event_id FROM outcomes WHERE status = 'error')"
+            f" OR id IN ({placeholders})) ORDER BY seen_at DESC, id DESC",
+            (since, *stalled),
         )
+        with_runs = [dataclasses.replace(e, stalled=tuple(stalled.get(e.id, ()))) for e in entries]
+        return [e for e in with_runs if e.needs_replay]
+
+    def _stalled(self, now: float) -> dict[str, list[StalledRun]]:
+        """Event id -> its runs that died, from the claims left in RUNS."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT key, body FROM items WHERE collection = ? "
+                "AND json_extract(body, '$.claim') = ? AND json_extract(body, '$.lease_until') < ?",
+                (RUNS, CLAIMED, now),
+            ).fetchall()
+        stalled: dict[str, list[StalledRun]] = {}
+        for key, body in rows:
+            run = stalled_run(key, json.loads(body), now)
+            if run is not None:
+                stalled.setdefault(split_run_key(key)[0], []).append(run)
+        return stalled
 
     def get(self, collection: str, key: str) -> dict[str, Any] | None:
         with self._connect() as db:
@@ -214,14 +238,20 @@ class SqliteStore(Store):
         return {key: dict(json.loads(body)) for key, body in rows}
 
     def claim(
-        self, collection: str, key: str, owner: str, lease_seconds: float, now: float | None = None
+        self,
+        collection: str,
+        key: str,
+        owner: str,
+        lease_seconds: float,
+        now: float | None = None,
+        about: dict[str, Any] | None = None,
     ) -> Claim:
         now = time.time() if now is None else now
         with self._write() as db:
             stored = self._get(db, collection, key)
             if not can_take(stored, owner, now):
                 return refusal(stored)
-            self._replace(db, collection, key, claim_item(owner, now + lease_seconds))
+            self._replace(db, collection, key, claim_item(owner, now + lease_seconds, about))
         return Claim.TAKEN
 
     def finish_claim(self, collection: str, key: str, owner: str, result: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
 import pkgutil
 import threading
 import time
@@ -41,7 +42,9 @@ def local_stage_env() -> dict[str, str]:
 
 def secure_parameter(value: str) -> str:
     """An SSM SecureString on the moto server holding `value`; its name is new each time,
-    as Powertools caches parameters by name."""
+    as Powertools caches parameters by name. The test must use the `moto_url` fixture."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL", "")
+    assert endpoint.startswith("http://127.0.0.1:"), "secure_parameter needs the moto server"
     name = f"/stripe-events/test/{uuid.uuid4().hex[:12]}"
     boto3.client("ssm").put_parameter(Name=name, Value=value, Type="SecureString")
     return name

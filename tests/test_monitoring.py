@@ -179,6 +179,7 @@ def emitted_dimensions(out: str, name: str) -> list[set[str]]:
     ]
 
 
+@pytest.mark.usefixtures("moto_url")
 def test_a_forged_delivery_emits_the_metric_the_signature_alarm_watches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,6 +203,7 @@ def test_a_forged_delivery_emits_the_metric_the_signature_alarm_watches(
     assert rejected.value.code == dimensions(alarm)["reason"]
 
 
+@pytest.mark.usefixtures("moto_url")
 def test_a_failing_handler_emits_the_metric_its_alarm_watches(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

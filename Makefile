@@ -8,10 +8,10 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench bench-ledger bench-crash stress mutate clean lock
 
 # The runtime's lock first, hashes checked: development runs what the zip ships.
-$(STAMP): requirements.in requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.in requirements.txt requirements-dev.txt pyproject.toml ops/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e '.[ops]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e . -e ./ops
 	@touch $@
 
 # Checkov has a venv of its own: it pins boto3, networkx and packaging to other versions.

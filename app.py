@@ -21,7 +21,7 @@ from chalicelib.resources import (
     payouts,
     subscriptions,
 )
-from stripe_events.core import StripeEvents
+from stripe_events import StripeEvents
 
 app = Chalice(app_name="stripe-events")
 events = StripeEvents.from_env()

@@ -46,8 +46,8 @@ if str(ROOT) not in sys.path:
 
 from lambda_stage import new_events  # noqa: E402
 
-from stripe_events.router import RulePattern  # noqa: E402
-from stripe_events.stores.sqlite import SqliteStore  # noqa: E402
+from stripe_events._router import RulePattern  # noqa: E402
+from stripe_events_local.sqlite import SqliteStore  # noqa: E402
 from stripe_events_ops.project import routing_app  # noqa: E402
 from tests.test_smoke import BIN, Server, free_port, wait_for_port  # noqa: E402
 

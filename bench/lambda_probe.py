@@ -105,7 +105,7 @@ def invoke(events: list[dict[str, Any]]) -> list[float]:
 
 def noop_router(size: int, event_type: str) -> Any:
     """A router of `size` handlers of `event_type` that do nothing."""
-    from stripe_events.router import Router
+    from stripe_events._router import Router
 
     router = Router(f"bench{size}")
     for n in range(size):

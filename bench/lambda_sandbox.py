@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stripe_events.settings import Settings
+from stripe_events._settings import Settings
 from stripe_events_ops.project import read_config, stage_environment
 from stripe_events_ops.template import API_HANDLER, Names
 

@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 from lambda_sandbox import ACCOUNT, REGION, LambdaFunction
 
-from stripe_events import samples
-from stripe_events.errors import SettingsError
-from stripe_events.stores.schema import table_definition
-from stripe_events.webhook import PATH as WEBHOOK_PATH
+from stripe_events._errors import SettingsError
+from stripe_events._schema import table_definition
+from stripe_events._webhook import PATH as WEBHOOK_PATH
+from stripe_events_testing import samples
 from tests.helpers import signed_headers
 from tests.moto_server import moto_server as serialized_moto_server
 

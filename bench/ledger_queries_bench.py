@@ -40,17 +40,17 @@ if str(ROOT) not in sys.path:
 import boto3  # noqa: E402
 from moto.dynamodb.models.table import Table  # noqa: E402
 
-from stripe_events.ledger import LedgerEntry, Outcome  # noqa: E402
-from stripe_events.stores.dynamodb import (  # noqa: E402
+from stripe_events._ledger import LedgerEntry, Outcome  # noqa: E402
+from stripe_events._schema import (  # noqa: E402
+    EVENT_PREFIX,
+    HANDLER_PREFIX,
+    table_definition,
+)
+from stripe_events._stores.dynamodb import (  # noqa: E402
     DynamoStore,
     event_attributes,
     event_key,
     outcome_item,
-)
-from stripe_events.stores.schema import (  # noqa: E402
-    EVENT_PREFIX,
-    HANDLER_PREFIX,
-    table_definition,
 )
 from tests.moto_server import MotoServer  # noqa: E402
 

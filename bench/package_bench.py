@@ -63,7 +63,7 @@ from lambda_stage import create_stage, moto_server, new_events, webhook_request 
 from local_throughput import Throughput, make_run_throughput  # noqa: E402
 from webhook_bench import machine_note  # noqa: E402
 
-from stripe_events.pattern import matches  # noqa: E402
+from stripe_events._pattern import matches  # noqa: E402
 from stripe_events_ops.project import read_config, routing_app  # noqa: E402
 from tests.containers import eventbridge_event  # noqa: E402
 

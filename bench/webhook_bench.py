@@ -34,11 +34,11 @@ if str(ROOT) not in sys.path:
 
 import stripe  # noqa: E402
 
-from stripe_events import samples  # noqa: E402
-from stripe_events.bus import Publisher  # noqa: E402
-from stripe_events.envelope import Entry  # noqa: E402
-from stripe_events.settings import Settings  # noqa: E402
-from stripe_events.webhook import ingest  # noqa: E402
+from stripe_events._bus import Publisher  # noqa: E402
+from stripe_events._envelope import Entry  # noqa: E402
+from stripe_events._settings import Settings  # noqa: E402
+from stripe_events._webhook import ingest  # noqa: E402
+from stripe_events_testing import samples  # noqa: E402
 
 TARGET_RATIO = 3.0
 # Stripe's invoice, subscription and charge examples encode to 5-7 KB pretty-printed;

@@ -2,9 +2,8 @@
 
 mutmut changes the code one small thing at a time (a comparison flipped, a constant moved
 by one, a call removed) and runs the tests that cover the changed function: a mutant the
-tests let pass shows a behaviour no test pins down. It imports mutated code only from
-./, src/ or source/, while the runtime lives in vendor/; so this script stages a copy of
-the project in .mutation/ with the runtime at src/stripe_events, runs mutmut there with
+tests let pass shows a behaviour no test pins down. This script stages a copy of the
+project in .mutation/ (mutmut rewrites the files it mutates), runs mutmut there with
 mutation/setup.cfg, and prints a score per module:
 
     killed / (mutants - equivalent)
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HERE = ROOT / "mutation"
 STAGE = ROOT / ".mutation"
 RUNTIME = "stripe_events"
-MODULES = ("signature", "envelope", "router", "catalog", "projection", "dispatch")
+MODULES = ("_signature", "_envelope", "_router", "_catalog", "_projection", "_dispatch")
 TARGET = 0.90
 # mutmut's verdicts (mutmut.stats.status_by_exit_code) that count as caught: a mutant
 # that made the tests fail, hang until the timeout, or crash the interpreter.
@@ -38,7 +37,7 @@ MISSED = {"survived", "no tests"}
 
 
 def stage() -> None:
-    """A copy of the project as mutmut wants it: the runtime at src/, the rest as it is."""
+    """A copy of the project, as the working tree has it."""
     if STAGE.exists():
         shutil.rmtree(STAGE)
     # Every file git knows or would add (not what it ignores), as the working tree has it.
@@ -52,7 +51,6 @@ def stage() -> None:
         if (ROOT / name).is_file():
             (STAGE / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, STAGE / name)
-    shutil.copytree(ROOT / "vendor" / RUNTIME, STAGE / "src" / RUNTIME)
     shutil.copy2(HERE / "setup.cfg", STAGE / "setup.cfg")
 
 

@@ -10,8 +10,9 @@ import boto3
 import pytest
 from stripe._http_client import HTTPClient
 
-from stripe_events import aws, secrets
-from stripe_events.observability import ROOT_LOGGER
+import stripe_events._aws as aws
+import stripe_events._secrets as secrets
+from stripe_events._observability import ROOT_LOGGER
 from stripe_events_ops.project import patched_environ
 from tests.helpers import FakeStripe, fake_stripe_server
 from tests.moto_server import moto_server

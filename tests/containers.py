@@ -124,7 +124,7 @@ def _container(
     sys.stdout = sys.stderr = open(log, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
     from chalice.app import CloudWatchEventConfig
 
-    from stripe_events.pattern import matches
+    from stripe_events._pattern import matches
     from stripe_events_ops.project import import_app
 
     os.environ.update(env)

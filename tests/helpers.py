@@ -26,10 +26,10 @@ import boto3
 import pytest
 import stripe
 
-from stripe_events import samples
-from stripe_events.router import HandlerFunc, Router
-from stripe_events.stores.schema import table_definition
+from stripe_events._router import HandlerFunc, Router
+from stripe_events._schema import table_definition
 from stripe_events_ops.project import import_app, stage_environment
+from stripe_events_testing import samples
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_test_secret_one"

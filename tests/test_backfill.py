@@ -22,15 +22,15 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from stripe_events import samples
-from stripe_events.bus import Publisher
-from stripe_events.core import StripeEvents
-from stripe_events.envelope import Entry
-from stripe_events.errors import PublishFailed
-from stripe_events.ledger import utc_now
-from stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, entry_size
-from stripe_events.settings import Settings
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._bus import Publisher
+from stripe_events._core import StripeEvents
+from stripe_events._envelope import Entry
+from stripe_events._errors import PublishFailed
+from stripe_events._ledger import utc_now
+from stripe_events._payloads import PAYLOAD_KEY, entry_size
+from stripe_events._settings import Settings
+from stripe_events_local.payloads import LocalPayloadStore
+from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops import backfill
 from stripe_events_ops.backfill import (
     CHECKPOINTS,
@@ -44,6 +44,7 @@ from stripe_events_ops.backfill import (
 )
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.project import load_events
+from stripe_events_testing import samples
 from tests.helpers import QuietHandler, answer_json, loopback_server
 
 # The SDK waits at least 0.5 s before its own retries; these tests need not.

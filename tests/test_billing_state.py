@@ -13,7 +13,7 @@ from chalice.test import Client
 from click.testing import CliRunner
 
 from chalicelib.resources.billing_state import customer_state
-from stripe_events.stores import Store
+from stripe_events._stores import Store
 from stripe_events_ops.cli import main
 from tests.helpers import ROOT, load_app, local_stage_env
 

@@ -13,11 +13,11 @@ import pytest
 import stripe
 from chalice.app import CloudWatchEventConfig
 
-from stripe_events import catalog
-from stripe_events.context import Context
-from stripe_events.errors import UnknownEventType
-from stripe_events.router import Router
-from stripe_events.settings import Settings
+import stripe_events._catalog as catalog
+from stripe_events._context import Context
+from stripe_events._errors import UnknownEventType
+from stripe_events._router import Router
+from stripe_events._settings import Settings
 from stripe_events_ops.project import stage_environment
 from tests.helpers import ROOT, load_app, local_stage_env, resource_routers
 from tests.test_lock import locked_versions

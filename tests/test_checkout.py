@@ -10,9 +10,8 @@ import pytest
 import stripe
 
 from chalicelib.resources import checkout
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.testing import event_of, module_context, run_handlers
+from stripe_events._context import Context
+from stripe_events_testing import event_of, module_context, run_handlers, samples
 
 SESSION = "cs_test_A"
 COMPLETED = "checkout.session.completed"

@@ -11,16 +11,14 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_events import samples
-from stripe_events.bus import LocalLambdaContext
-from stripe_events.claims import once_per_object
-from stripe_events.context import Context
-from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher
-from stripe_events.errors import ClaimHeld, HandlerBusy
-from stripe_events.router import Router
-from stripe_events.stores import Claim
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher, module_context
+from stripe_events._claims import once_per_object
+from stripe_events._context import Context
+from stripe_events._dispatch import CLOCK_SKEW_SECONDS, Dispatcher, LocalLambdaContext
+from stripe_events._errors import ClaimHeld, HandlerBusy
+from stripe_events._router import Router
+from stripe_events._stores import Claim
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import local_dispatcher, module_context, samples
 from tests.containers import FakeLambdaContext
 
 

@@ -13,16 +13,16 @@ import pytest
 import stripe
 from click.testing import CliRunner
 
-from stripe_events import catalog, samples
-from stripe_events.context import Context
-from stripe_events.envelope import parse_event
-from stripe_events.errors import HandlerFailed
-from stripe_events.ledger import Outcome, utc_now
-from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher
+import stripe_events._catalog as catalog
+from stripe_events._context import Context
+from stripe_events._envelope import parse_event
+from stripe_events._errors import HandlerFailed
+from stripe_events._ledger import Outcome, utc_now
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.cli import main
 from stripe_events_ops.project import stage_environment
+from stripe_events_testing import local_dispatcher, samples
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,

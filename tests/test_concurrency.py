@@ -26,12 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.resources import billing_state
-from stripe_events import samples
-from stripe_events.payloads import S3PayloadStore
-from stripe_events.stores import Store
-from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import module_context, run_handlers
+from stripe_events._payloads import S3PayloadStore
+from stripe_events._stores import Store
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import module_context, run_handlers, samples
 from tests.conftest import REGION
 from tests.containers import CRASH_EXIT_CODE, ContainerDied, Containers, Delivered, spread
 from tests.helpers import create_table, figures_after, resource_routers

@@ -10,9 +10,9 @@ import pytest
 import stripe
 
 from chalicelib.resources import customers
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._context import Context
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 
 
 @pytest.fixture

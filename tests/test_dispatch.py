@@ -11,15 +11,13 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_events import samples
-from stripe_events.bus import LocalLambdaContext
-from stripe_events.context import Context
-from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher, StripeApi
-from stripe_events.errors import HandlerBusy, HandlerFailed, RetryLater
-from stripe_events.router import Router
-from stripe_events.stores.base import RUNS
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher
+from stripe_events._context import Context
+from stripe_events._dispatch import CLOCK_SKEW_SECONDS, Dispatcher, LocalLambdaContext, StripeApi
+from stripe_events._errors import HandlerBusy, HandlerFailed, RetryLater
+from stripe_events._router import Router
+from stripe_events._stores.base import RUNS
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import local_dispatcher, samples
 
 
 class Flaky:

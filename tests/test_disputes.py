@@ -14,11 +14,17 @@ import stripe
 from stripe._http_client import HTTPClient
 
 from chalicelib.resources import charges, disputes
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.notifier import OutboxNotifier
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import event_of, local_dispatcher, module_context, outbox, run_handlers
+from stripe_events._context import Context
+from stripe_events_local.outbox import OutboxNotifier
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import (
+    event_of,
+    local_dispatcher,
+    module_context,
+    outbox,
+    run_handlers,
+    samples,
+)
 
 ROUTER = disputes.router
 DUE_BY = samples.example_objects()["dispute"]["evidence_details"]["due_by"]  # 2024-08-14

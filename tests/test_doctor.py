@@ -16,7 +16,7 @@ import pytest
 import stripe
 from click.testing import CliRunner, Result
 
-from stripe_events.settings import LOCAL_SECRET
+from stripe_events._settings import LOCAL_SECRET
 from stripe_events_ops import doctor
 from stripe_events_ops.doctor import doctor_command
 from stripe_events_ops.endpoint_target import STAGE_TAG, wanted_event_types

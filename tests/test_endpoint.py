@@ -26,7 +26,7 @@ import pytest
 import stripe
 from click.testing import CliRunner, Result
 
-from stripe_events import secrets as stage_secrets
+import stripe_events._secrets as stage_secrets
 from stripe_events_ops import cli, endpoint, endpoint_target, project
 from stripe_events_ops.clients import API_BASE_VARIABLE
 from stripe_events_ops.endpoint import endpoint_group

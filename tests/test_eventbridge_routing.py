@@ -21,12 +21,14 @@ import stripe
 from chalice.app import CloudWatchEventConfig
 from chalice.test import Client
 
-from stripe_events import Context, catalog, samples
-from stripe_events.bus import LocalBus
-from stripe_events.pattern import matches
-from stripe_events.router import Router
-from stripe_events.settings import DEFAULT_SOURCE, PARTNER_SOURCE_PREFIX
-from stripe_events.stores.dynamodb import DynamoStore
+import stripe_events._catalog as catalog
+from stripe_events import Context
+from stripe_events._pattern import matches
+from stripe_events._router import Router
+from stripe_events._settings import DEFAULT_SOURCE, PARTNER_SOURCE_PREFIX
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.bus import LocalBus
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import ROOT, create_table, deployed_stage_env, load_app, signed_headers
 from tests.sqs_poller import (

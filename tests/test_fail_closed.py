@@ -23,9 +23,12 @@ def project_with_stage(tmp_path: Path, name: str, variables: dict[str, str]) -> 
     project.mkdir()
     for item in ("app.py", "requirements.txt"):
         shutil.copy(ROOT / item, project / item)
-    for folder in ("chalicelib", "vendor"):
+    for folder in ("chalicelib", "src", "vendor"):  # vendor/'s link to the runtime in src/
         shutil.copytree(
-            ROOT / folder, project / folder, ignore=shutil.ignore_patterns("__pycache__")
+            ROOT / folder,
+            project / folder,
+            symlinks=True,
+            ignore=shutil.ignore_patterns("__pycache__"),
         )
     chalice = project / ".chalice"
     chalice.mkdir()

@@ -29,14 +29,14 @@ from botocore.stub import Stubber
 from chalice.test import Client
 
 from chalicelib.resources import customers
-from stripe_events import samples
-from stripe_events.bus import EventBridgePublisher
-from stripe_events.context import Context
-from stripe_events.errors import HandlerBusy
-from stripe_events.ledger import LedgerEntry, Outcome
-from stripe_events.settings import Settings
-from stripe_events.stores import Claim, Store
-from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events._bus import EventBridgePublisher
+from stripe_events._context import Context
+from stripe_events._errors import HandlerBusy
+from stripe_events._ledger import LedgerEntry, Outcome
+from stripe_events._settings import Settings
+from stripe_events._stores import Claim, Store
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.containers import FakeLambdaContext
 from tests.helpers import (
@@ -462,6 +462,19 @@ class FlakyStore(Store):
         if method in self.down:
             self.refused += 1
             raise EndpointConnectionError(endpoint_url=NOWHERE)
+
+    # The primitives are the inner store's: each public method below fails as asked.
+    def _write(self, *args: Any, **kwargs: Any) -> bool:
+        return self.inner._write(*args, **kwargs)
+
+    def _delete(self, *args: Any, **kwargs: Any) -> bool:
+        return self.inner._delete(*args, **kwargs)
+
+    def _failing_ids(self, since: str) -> set[str]:
+        return self.inner._failing_ids(since)
+
+    def _expired_runs(self, now: float) -> list[tuple[str, dict[str, Any]]]:
+        return self.inner._expired_runs(now)
 
     def record_published(self, event_id: str, event_type: str, created: int, at: str) -> None:
         self._check("record_published")

@@ -17,8 +17,8 @@ import pytest
 from chalice.test import Client
 
 from chalicelib.resources.billing_state import customer_state
-from stripe_events import samples
-from stripe_events.envelope import parse_event, to_entry
+from stripe_events._envelope import parse_event, to_entry
+from stripe_events_testing import samples
 from tests.helpers import ROOT, load_app, local_stage_env, signed_headers
 
 CUSTOMER, SUBSCRIPTION, INVOICE_1, INVOICE_2 = "cus_F", "sub_F", "in_F1", "in_F2"

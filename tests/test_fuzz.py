@@ -28,9 +28,9 @@ from chalice.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stripe_events import samples
-from stripe_events.bus import Publisher
-from stripe_events.envelope import Entry
+from stripe_events._bus import Publisher
+from stripe_events._envelope import Entry
+from stripe_events_testing import samples
 from tests.helpers import ROOT, figures_after, load_app, local_stage_env
 
 URL = "/stripe/webhook"

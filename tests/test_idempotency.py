@@ -22,16 +22,16 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
 )
 
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher
-from stripe_events.errors import HandlerBusy, HandlerFailed
-from stripe_events.payloads import LocalPayloadStore
-from stripe_events.router import Router
-from stripe_events.stores import RUNS, Store
-from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.schema import PARTITION_KEY, SORT_KEY
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._context import Context
+from stripe_events._dispatch import CLOCK_SKEW_SECONDS, Dispatcher
+from stripe_events._errors import HandlerBusy, HandlerFailed
+from stripe_events._router import Router
+from stripe_events._schema import PARTITION_KEY, SORT_KEY
+from stripe_events._stores import RUNS, Store
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.payloads import LocalPayloadStore
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import create_table
 from tests.sqs_poller import unique

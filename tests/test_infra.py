@@ -16,14 +16,11 @@ import boto3
 import pytest
 from click.testing import CliRunner, Result
 
-from stripe_events import samples
-from stripe_events.dispatch import Dispatcher
-from stripe_events.notifier import Notification, SnsNotifier
-from stripe_events.payloads import LocalPayloadStore, S3PayloadStore
-from stripe_events.router import Router
-from stripe_events.stores import RUNS, Claim
-from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.schema import (
+from stripe_events._dispatch import Dispatcher
+from stripe_events._notifier import Notification, SnsNotifier
+from stripe_events._payloads import S3PayloadStore
+from stripe_events._router import Router
+from stripe_events._schema import (
     INDEX_SHARD,
     ITEM_SK,
     KEY_SCHEMA,
@@ -32,6 +29,9 @@ from stripe_events.stores.schema import (
     SORT_KEY,
     TTL_ATTRIBUTE,
 )
+from stripe_events._stores import RUNS, Claim
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.payloads import LocalPayloadStore
 from stripe_events_ops import infra
 from stripe_events_ops.infra import (
     MERGE_TEMPLATE,
@@ -57,6 +57,7 @@ from stripe_events_ops.template import (
     stack_policy,
     stage_stack_template,
 )
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import ROOT
 from tests.sqs_poller import unique

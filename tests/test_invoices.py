@@ -13,9 +13,8 @@ import pytest
 import stripe
 
 from chalicelib.resources import invoices, subscriptions
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.testing import event_of, module_context, outbox, run_handlers
+from stripe_events._context import Context
+from stripe_events_testing import event_of, module_context, outbox, run_handlers, samples
 
 T = 1_760_000_000
 URL = "https://invoice.stripe.com/i/acct_1/test_in_A"

@@ -8,7 +8,12 @@ from pathlib import Path
 
 from tests.helpers import ROOT
 
-PACKAGES = {"stripe_events": ROOT / "vendor", "stripe_events_ops": ROOT / "ops"}
+PACKAGES = {
+    "stripe_events": ROOT / "src",
+    "stripe_events_ops": ROOT / "ops",
+    "stripe_events_local": ROOT / "ops",
+    "stripe_events_testing": ROOT / "ops",
+}
 
 
 def modules() -> dict[str, Path]:

@@ -19,17 +19,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stripe_events.ledger import Outcome
-from stripe_events.stores import Store
-from stripe_events.stores.dynamodb import DynamoStore, index_keys
-from stripe_events.stores.schema import (
+from stripe_events._ledger import Outcome
+from stripe_events._schema import (
     INDEX_ORDER,
     KEY_SCHEMA,
     LEDGER_INDEX,
     LEDGER_SHARDS,
     SEEN_SHARDS,
 )
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._stores import Store
+from stripe_events._stores.dynamodb import DynamoStore, index_keys
+from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.doctor import Doctor
 from tests.conftest import REGION
 from tests.helpers import create_table

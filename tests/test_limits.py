@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 
-from stripe_events import samples
-from stripe_events.bus import publish_event
-from stripe_events.envelope import (
+from stripe_events._bus import publish_event
+from stripe_events._envelope import (
     MAX_CREATED,
     MAX_TYPE_CHARS,
     check_envelope,
@@ -25,12 +24,14 @@ from stripe_events.envelope import (
     parse_event,
     to_entry,
 )
-from stripe_events.errors import Rejected
-from stripe_events.payloads import PAYLOAD_KEY, LocalPayloadStore, entry_size
-from stripe_events.settings import Settings
-from stripe_events.signature import MAX_HEADER_CHARS, MAX_TIMESTAMP_DIGITS, parse_header, verify
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.webhook import ingest
+from stripe_events._errors import Rejected
+from stripe_events._payloads import PAYLOAD_KEY, entry_size
+from stripe_events._settings import Settings
+from stripe_events._signature import MAX_HEADER_CHARS, MAX_TIMESTAMP_DIGITS, parse_header, verify
+from stripe_events._webhook import ingest
+from stripe_events_local.payloads import LocalPayloadStore
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 from tests.test_webhook import RecordingPublisher
 
 SECRET = "whsec_limits"

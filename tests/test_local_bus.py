@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from stripe_events import samples
-from stripe_events.bus import LocalBus
-from stripe_events.envelope import parse_event, to_entry
-from stripe_events.errors import HandlerBusy
+from stripe_events._envelope import parse_event, to_entry
+from stripe_events._errors import HandlerBusy
+from stripe_events_local.bus import LocalBus
+from stripe_events_testing import samples
 from tests.helpers import (
     ROOT,
     load_app,

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from stripe_events import samples
-from stripe_events.settings import LOCAL_SECRET
+from stripe_events._settings import LOCAL_SECRET
 from stripe_events_ops.local_server import exposure_warning
+from stripe_events_testing import samples
 from tests.helpers import ROOT, signed_headers
 from tests.test_smoke import BIN, cli, free_port, serving
 

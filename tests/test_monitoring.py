@@ -10,12 +10,10 @@ from typing import Any
 
 import pytest
 
-from stripe_events import samples
-from stripe_events.errors import Rejected
-from stripe_events.router import Router
-from stripe_events.signature import verify
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher
+from stripe_events._errors import Rejected
+from stripe_events._router import Router
+from stripe_events._signature import verify
+from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.monitoring import (
     ALARM_EMAIL,
     ALARM_TOPIC,
@@ -31,6 +29,7 @@ from stripe_events_ops.template import (
     merge_template,
     stage_stack_template,
 )
+from stripe_events_testing import local_dispatcher, samples
 from tests.helpers import ROOT, signed_headers
 from tests.test_observability import deployed_webhook, metric_lines
 

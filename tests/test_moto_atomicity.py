@@ -28,7 +28,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from stripe_events.stores.dynamodb import NOT_OLDER
+from stripe_events._stores.dynamodb import _compiled
+from stripe_events._stores.state import not_older
 from tests.moto_server import moto_server
 
 REGION = "us-east-1"
@@ -101,13 +102,11 @@ def race(url: str, keys: int, contenders: int, *, ordered: bool, fields: int = F
 
     def contend(n: int) -> None:
         dynamodb = clients[n]
-        order = {"N": str(n)}
+        order = {"S": str(n)}  # one digit: compares as the number does
         condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         if ordered:
-            condition = {
-                "ConditionExpression": NOT_OLDER,
-                "ExpressionAttributeValues": {":order": order},
-            }
+            # The store's own condition, as it compiles it.
+            condition = _compiled(not_older(order["S"]))
         try:
             for name in names:
                 start.wait()
@@ -136,7 +135,7 @@ def race(url: str, keys: int, contenders: int, *, ordered: bool, fields: int = F
         clients[0].get_item(TableName=table, Key={"pk": {"S": name}}, ConsistentRead=True)["Item"]
         for name in names
     ]
-    return Race([passed[name] for name in names], [int(i["order_key"]["N"]) for i in items])
+    return Race([passed[name] for name in names], [int(i["order_key"]["S"]) for i in items])
 
 
 def test_one_write_of_a_new_key_passes(moto_url: str) -> None:

@@ -10,11 +10,12 @@ import boto3
 import pytest
 from click.testing import CliRunner
 
-from stripe_events.errors import SettingsError
-from stripe_events.notifier import Notification, SnsNotifier, open_notifier
-from stripe_events.settings import Settings
-from stripe_events.testing import module_context, outbox
+from stripe_events._backends import open_notifier
+from stripe_events._errors import SettingsError
+from stripe_events._notifier import Notification, SnsNotifier
+from stripe_events._settings import Settings
 from stripe_events_ops.cli import main
+from stripe_events_testing import module_context, outbox
 from tests.conftest import REGION
 from tests.sqs_poller import unique
 

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from stripe_events import observability, samples
-from stripe_events.router import Router
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher
+import stripe_events._observability as observability
+from stripe_events._router import Router
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import local_dispatcher, samples
 from tests.helpers import ROOT, deployed_stage_env, load_app, local_stage_env, signed_headers
 from tests.test_webhook import RecordingPublisher
 

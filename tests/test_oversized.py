@@ -14,9 +14,9 @@ import stripe
 from chalice.test import Client
 
 from chalicelib.resources import customers, invoices
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.payloads import PAYLOAD_KEY, restore
+from stripe_events._context import Context
+from stripe_events._payloads import PAYLOAD_KEY, restore
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import (
     ROOT,

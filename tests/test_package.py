@@ -23,7 +23,7 @@ from cfnlint.api import ManualArgs, lint  # type: ignore[import-untyped]
 from samtranslator.parser.parser import Parser  # type: ignore[import-untyped]
 from samtranslator.translator.translator import Translator  # type: ignore[import-untyped]
 
-from stripe_events.stores.schema import KEY_SCHEMA, TTL_ATTRIBUTE
+from stripe_events._schema import KEY_SCHEMA, TTL_ATTRIBUTE
 from stripe_events_ops.infra import MERGE_TEMPLATE
 from stripe_events_ops.monitoring import API_STAGE
 from stripe_events_ops.project import Stage, deployed_stages, function_handlers, stage_environment
@@ -59,6 +59,15 @@ FUNCTIONS = function_handlers(ROOT)
 DLQ_ARN = {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]}
 # What the project itself puts in the deployment package (the rest is its requirements).
 OURS = {"app.py", "chalicelib", "stripe_events"}
+DEVELOPMENT_ONLY = (
+    "stripe_events_ops",
+    "stripe_events_local",
+    "stripe_events_testing",
+    "ops",
+    "src",
+    "tests",
+    "bench",
+)
 
 
 def run_chalice_package(
@@ -112,9 +121,13 @@ def test_the_deployment_package_holds_the_runtime_wing_only(packaged: Path) -> N
         ours = [n for n in names if n.split("/")[0] in OURS]
         sources = {n: archive.read(n).decode() for n in ours if n.endswith(".py")}
     assert {n.split("/")[0] for n in ours} == OURS
-    # The operator's command, the tests, the benchmark and the template stay out.
-    assert not [n for n in names if n.split("/")[0] in ("stripe_events_ops", "ops", "tests")]
-    assert "stripe_events/data/stripe-fixtures3.json" in names  # the test kit's examples
+    # The operator's command, stage local's stand-ins for AWS, the test kit with its
+    # fixtures, the tests, the benchmark and the template stay out.
+    assert not [n for n in names if n.split("/")[0] in DEVELOPMENT_ONLY]
+    assert not [n for n in names if n.endswith(("stripe-fixtures3.json", "sqlite.py"))]
+    runtime = {n.removeprefix("stripe_events/") for n in names if n.startswith("stripe_events/")}
+    assert "data/event_types.json" in runtime  # the catalog the routers check names against
+    assert not {"testing.py", "samples.py", "outbox.py"} & runtime
     for name, source in sources.items():
         imported = {
             alias.name.split(".")[0]

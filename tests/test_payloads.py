@@ -10,28 +10,28 @@ from typing import Any
 import boto3
 import pytest
 
-from stripe_events.envelope import Entry, EventHeader, parse_event, to_entry
-from stripe_events.errors import (
+from stripe_events._backends import open_payload_store
+from stripe_events._envelope import Entry, EventHeader, parse_event, to_entry
+from stripe_events._errors import (
     PayloadCorrupt,
     PayloadError,
     PayloadMissing,
     PublishFailed,
     SettingsError,
 )
-from stripe_events.payloads import (
+from stripe_events._payloads import (
     PAYLOAD_KEY,
-    LocalPayloadStore,
     PayloadRef,
     PayloadStore,
     S3PayloadStore,
     entry_size,
-    open_payload_store,
     restore,
     shrink,
 )
-from stripe_events.samples import encode, sample_event
-from stripe_events.settings import Settings
-from stripe_events.stores.schema import EVENTS_FOLDER
+from stripe_events._schema import EVENTS_FOLDER
+from stripe_events._settings import Settings
+from stripe_events_local.payloads import LocalPayloadStore
+from stripe_events_testing.samples import encode, sample_event
 from tests.conftest import REGION
 from tests.helpers import invoice_with_lines
 

@@ -9,8 +9,8 @@ import pytest
 import stripe
 
 from chalicelib.resources import payment_intents
-from stripe_events.context import Context
-from stripe_events.testing import event_of, module_context, run_handlers
+from stripe_events._context import Context
+from stripe_events_testing import event_of, module_context, run_handlers
 
 ROUTER = payment_intents.router
 DECLINED = {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}

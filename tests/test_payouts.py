@@ -9,9 +9,8 @@ import pytest
 import stripe
 
 from chalicelib.resources import payouts
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.testing import event_of, module_context, outbox, run_handlers
+from stripe_events._context import Context
+from stripe_events_testing import event_of, module_context, outbox, run_handlers, samples
 
 PAYOUT = "po_A"
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stripe_events.samples import example_objects
+from stripe_events_testing.samples import example_objects
 from tests.helpers import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -24,7 +24,7 @@ CHECK = """
 import json, time
 from chalice.test import Client
 import stripe
-from stripe_events.testing import sample_event
+from stripe_events_testing import sample_event
 from app import app, events
 
 event = sample_event("radar.early_fraud_warning.created", changes={"charge": "ch_mine"})

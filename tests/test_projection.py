@@ -15,12 +15,12 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.envelope import MAX_CREATED
-from stripe_events.projection import MAX_COUNTER, apply_snapshot, order_key
-from stripe_events.stores import Store
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._context import Context
+from stripe_events._envelope import MAX_CREATED
+from stripe_events._projection import MAX_COUNTER, apply_snapshot, order_key
+from stripe_events._stores import Store
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 from tests.helpers import FakeStripe
 
 T = 1_760_000_000

@@ -15,11 +15,13 @@ from botocore.stub import Stubber
 from chalice.app import Chalice, CloudWatchEvent
 from chalice.test import Client
 
-from stripe_events import bus, samples
-from stripe_events.bus import EventBridgePublisher, LocalBus
-from stripe_events.envelope import Entry, parse_event, to_entry
-from stripe_events.errors import PublishFailed
-from stripe_events.settings import DEFAULT_SOURCE, Settings
+import stripe_events._bus as bus
+from stripe_events._bus import EventBridgePublisher
+from stripe_events._envelope import Entry, parse_event, to_entry
+from stripe_events._errors import PublishFailed
+from stripe_events._settings import DEFAULT_SOURCE, Settings
+from stripe_events_local.bus import LocalBus
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import ROOT, SECRET, deployed_stage_env, load_app, signed_headers
 from tests.sqs_poller import Route, clients, create_route, delete_route, drain, unique

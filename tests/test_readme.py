@@ -11,10 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from stripe_events import samples
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher
+from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.cli import main
+from stripe_events_testing import local_dispatcher, samples
 from tests.helpers import ROOT, resource_routers
 
 README = (ROOT / "README.md").read_text()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stripe_events import catalog, samples
-from stripe_events.envelope import parse_event
+import stripe_events._catalog as catalog
+from stripe_events._envelope import parse_event
+from stripe_events_testing import samples
 from tests.helpers import ROOT
 
 SHARED = ROOT.parent / "shared" / "data" / "stripe-fixtures3.json"

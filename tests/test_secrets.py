@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from chalice.test import Client
 
-from stripe_events import samples
-from stripe_events.errors import SettingsError
-from stripe_events.settings import LOCAL_SECRET, Settings
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._errors import SettingsError
+from stripe_events._settings import LOCAL_SECRET, Settings
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 from tests.helpers import ROOT, load_app, secure_parameter, signed_headers
 from tests.sqs_poller import unique
 from tests.test_webhook import RecordingPublisher

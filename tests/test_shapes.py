@@ -20,11 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chalicelib.resources import billing_state, checkout, subscriptions
-from stripe_events import samples
-from stripe_events.catalog import is_thin
-from stripe_events.context import Context
-from stripe_events.router import Router
-from stripe_events.testing import module_context, outbox, run_handlers
+from stripe_events._catalog import is_thin
+from stripe_events._context import Context
+from stripe_events._router import Router
+from stripe_events_testing import module_context, outbox, run_handlers, samples
 from tests.helpers import FakeStripe, resource_routers
 
 T = 1_500_000_000

@@ -9,8 +9,8 @@ import stripe
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stripe_events.errors import Rejected
-from stripe_events.signature import parse_header, verify
+from stripe_events._errors import Rejected
+from stripe_events._signature import parse_header, verify
 
 # Settings drop blank secrets, as stripe refuses them; real ones start with whsec_.
 secrets = st.text(st.characters(codec="ascii", exclude_categories=["Cc"]), max_size=40).map(

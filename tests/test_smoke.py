@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from stripe_events import samples
-from stripe_events.settings import LOCAL_SECRET
+from stripe_events._settings import LOCAL_SECRET
+from stripe_events_testing import samples
 from tests.helpers import ROOT, signed_headers
 
 BURST = 100

@@ -20,17 +20,17 @@ import stripe
 from chalice.test import Client
 from click.testing import CliRunner
 
-from stripe_events import samples
-from stripe_events.bus import LocalBus, LocalLambdaContext
-from stripe_events.context import Context
-from stripe_events.dispatch import CLOCK_SKEW_SECONDS, Dispatcher
-from stripe_events.ledger import Outcome, utc_now
-from stripe_events.payloads import LocalPayloadStore
-from stripe_events.router import Router
-from stripe_events.stores import Store
-from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._context import Context
+from stripe_events._dispatch import CLOCK_SKEW_SECONDS, Dispatcher, LocalLambdaContext
+from stripe_events._ledger import Outcome, utc_now
+from stripe_events._router import Router
+from stripe_events._stores import Store
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.bus import LocalBus
+from stripe_events_local.payloads import LocalPayloadStore
+from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.cli import main
+from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import ROOT, create_table, load_app, local_stage_env, signed_headers
 from tests.sqs_poller import unique

@@ -11,15 +11,15 @@ from typing import Any
 import boto3
 import pytest
 
-from stripe_events.core import open_store
-from stripe_events.errors import SettingsError
-from stripe_events.ledger import LedgerEntry, Outcome
-from stripe_events.payloads import S3PayloadStore, restore
-from stripe_events.settings import Settings
-from stripe_events.stores import Claim, Store
-from stripe_events.stores.base import refusal
-from stripe_events.stores.dynamodb import DynamoStore
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._backends import open_store
+from stripe_events._errors import SettingsError
+from stripe_events._ledger import LedgerEntry, Outcome
+from stripe_events._payloads import S3PayloadStore, restore
+from stripe_events._settings import Settings
+from stripe_events._stores import Claim, Store
+from stripe_events._stores.claims import refusal
+from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_local.sqlite import SqliteStore
 from tests.conftest import REGION
 from tests.helpers import create_table
 from tests.sqs_poller import unique

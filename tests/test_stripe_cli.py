@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from stripe_events import samples
-from stripe_events.settings import LOCAL_SECRET
+from stripe_events._settings import LOCAL_SECRET
 from stripe_events_ops.listen_secret import NotASigningSecret, added_secrets
+from stripe_events_testing import samples
 from tests.helpers import ROOT, signed_headers
 from tests.test_smoke import BIN, free_port, serving
 

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 import stripe
 
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher, StripeApi
-from stripe_events.errors import HandlerFailed, SettingsError
-from stripe_events.payloads import LocalPayloadStore
-from stripe_events.router import Router
-from stripe_events.settings import DEFAULT_NETWORK_RETRIES, Settings
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._context import Context
+from stripe_events._dispatch import Dispatcher, StripeApi
+from stripe_events._errors import HandlerFailed, SettingsError
+from stripe_events._router import Router
+from stripe_events._settings import DEFAULT_NETWORK_RETRIES, Settings
+from stripe_events_local.payloads import LocalPayloadStore
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 from tests.helpers import QuietHandler, answer_json, load_app, local_stage_env, loopback_server
 
 CUSTOMER = {"id": "cus_retry", "object": "customer", "email": "a@example.com"}

@@ -10,10 +10,9 @@ import pytest
 import stripe
 
 from chalicelib.resources import subscriptions
-from stripe_events import samples
-from stripe_events.context import Context
-from stripe_events.projection import apply_snapshot
-from stripe_events.testing import event_of, module_context, outbox, run_handlers
+from stripe_events._context import Context
+from stripe_events._projection import apply_snapshot
+from stripe_events_testing import event_of, module_context, outbox, run_handlers, samples
 
 T = 1_760_000_000
 NOT_ENTITLED = ["past_due", "unpaid", "canceled", "incomplete", "incomplete_expired", "paused"]

@@ -16,23 +16,25 @@ from stripe.events import (
 )
 from stripe.events._event_classes import get_v2_event_notification_class
 
+import stripe_events._catalog as catalog
 from chalicelib.resources import billing_meters
-from stripe_events import catalog, samples
-from stripe_events.bus import LocalBus
-from stripe_events.context import Context
-from stripe_events.dispatch import Dispatcher, StripeApi
-from stripe_events.envelope import parse_event, to_entry
-from stripe_events.errors import HandlerFailed, UnknownEventType
-from stripe_events.notifier import Notification, OutboxNotifier
-from stripe_events.router import Router
-from stripe_events.settings import Settings
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import (
+from stripe_events._context import Context
+from stripe_events._dispatch import Dispatcher, StripeApi
+from stripe_events._envelope import parse_event, to_entry
+from stripe_events._errors import HandlerFailed, UnknownEventType
+from stripe_events._notifier import Notification
+from stripe_events._router import Router
+from stripe_events._settings import Settings
+from stripe_events_local.bus import LocalBus
+from stripe_events_local.outbox import OutboxNotifier
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import (
     InProcessStripe,
     local_dispatcher,
     module_context,
     outbox,
     run_handlers,
+    samples,
 )
 from tests.helpers import ROOT, FakeStripe, load_app, local_stage_env, signed_headers
 

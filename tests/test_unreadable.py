@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 import stripe
 
-from stripe_events import observability, samples
-from stripe_events.context import Context
-from stripe_events.envelope import MAX_NESTING, nests_too_deep, parse_event
-from stripe_events.errors import HandlerFailed, Rejected, UnreadableEvent
-from stripe_events.router import Router
-from stripe_events.stores.sqlite import SqliteStore
-from stripe_events.testing import local_dispatcher
+import stripe_events._observability as observability
+from stripe_events._context import Context
+from stripe_events._envelope import MAX_NESTING, nests_too_deep, parse_event
+from stripe_events._errors import HandlerFailed, Rejected, UnreadableEvent
+from stripe_events._router import Router
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import local_dispatcher, samples
 
 
 def nested(depth: int) -> Any:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from stripe_events import samples
-from stripe_events.bus import Publisher
-from stripe_events.envelope import Entry
-from stripe_events.errors import PublishFailed
-from stripe_events.stores.sqlite import SqliteStore
+from stripe_events._bus import Publisher
+from stripe_events._envelope import Entry
+from stripe_events._errors import PublishFailed
+from stripe_events_local.sqlite import SqliteStore
+from stripe_events_testing import samples
 from tests.helpers import (
     ROOT,
     SECRET,
@@ -235,7 +235,7 @@ def test_bad_bodies_are_rejected_with_400(webhook: Factory, case: str) -> None:
 
 def _hmac(body: bytes) -> str:
     # stripe's own helper wants a str payload, which a non-UTF-8 body is not.
-    from stripe_events.signature import expected_signature
+    from stripe_events._signature import expected_signature
 
     return expected_signature(body, int(time.time()), SECRET)
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.resources.subscriptions import entitlements
-from stripe_events.stores import Store
+from stripe_events import State
 
 OPEN_INVOICES = {"draft", "open"}
 # charge_refunded: how API versions before 2014-11-20 said a dispute was won.
 CLOSED_DISPUTES = {"won", "lost", "warning_closed", "prevented", "charge_refunded"}
 
 
-def customer_state(store: Store, customer_id: str) -> dict[str, Any] | None:
+def customer_state(store: State, customer_id: str) -> dict[str, Any] | None:
     """The customer, subscriptions, active entitlements, open invoices and open disputes."""
     customer = store.get("customers", customer_id)
     subscriptions = store.children("customer_subscriptions", customer_id)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
-from stripe_events.projection import apply_snapshot, apply_summary
 
 if TYPE_CHECKING:
     import stripe
@@ -29,7 +28,7 @@ router = Router("charges")
 
 @router.on("charge.succeeded", "charge.failed", "charge.captured", "charge.refunded")
 def save_charge(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, "charges", event):
+    if not ctx.apply_snapshot("charges", event):
         ctx.log.info("kept the stored charge: %s %s is not newer", event.type, event.id)
     # Each listed refund is versioned on its own, so a stale charge may still hold news.
     charge = event.data.object.to_dict(for_json=True)
@@ -44,7 +43,7 @@ def save_charge(event: stripe.Event, ctx: Context) -> None:
 
 @router.on("refund.created", "refund.updated", "refund.failed")
 def save_refund(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, "refunds", event):
+    if not ctx.apply_snapshot("refunds", event):
         ctx.log.info("kept the stored refund: %s %s is not newer", event.type, event.id)
         return
     refund = event.data.object.to_dict(for_json=True)
@@ -61,7 +60,7 @@ def save_refund(event: stripe.Event, ctx: Context) -> None:
         "payment_intent": refund.get("payment_intent"),
         "reason": refund.get("reason"),
     }
-    apply_summary(ctx, "payment_refunds", payment, refund["id"], summary, event)
+    ctx.keep_if_newer("payment_refunds", refund["id"], summary, event, parent=payment)
 
 
 def refunds_of(charge: dict[str, Any]) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ It is called once per session, once the payment is settled: on `completed` when
 `payment_status` is "paid" or "no_payment_required" (cards, free orders), or else on
 `async_payment_succeeded` (bank debits, which complete "unpaid" and settle days later).
 Each handler runs once per event, but Stripe may send both events, in either order and
-at the same moment: a claim on the session ("fulfilments", see `claims.once_per_object`)
+at the same moment: a claim on the session ("fulfilments", see `Context.once_per_object`)
 makes it once per session. Every session, expired ones too, is kept in
 "checkout_sessions".
 
@@ -22,8 +22,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
-from stripe_events.claims import once_per_object
-from stripe_events.projection import apply_snapshot, order_key
 
 if TYPE_CHECKING:
     import stripe
@@ -63,7 +61,7 @@ def fulfil_order(session: dict[str, Any], ctx: Context) -> None:
     "checkout.session.expired",
 )
 def save_session(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, "checkout_sessions", event):
+    if not ctx.apply_snapshot("checkout_sessions", event):
         ctx.log.info("kept the stored session: %s %s is not newer", event.type, event.id)
 
 
@@ -85,7 +83,7 @@ def fulfil_when_paid(event: stripe.Event, ctx: Context) -> None:
         fulfil_order(session, ctx)
         return {"event_type": event.type}  # kept with the "done" record, as is the event id
 
-    if not once_per_object(ctx, "fulfilments", session["id"], fulfil):
+    if not ctx.once_per_object("fulfilments", session["id"], fulfil):
         ctx.log.info("session %s is already fulfilled", session["id"])
 
 
@@ -122,5 +120,5 @@ def record_failed_payment(event: stripe.Event, ctx: Context) -> None:
         "payment_intent": session.get("payment_intent"),
         "event_id": event.id,
     }
-    ctx.store.put_if_newer("checkout_payment_failures", session["id"], failure, order_key(event))
+    ctx.keep_if_newer("checkout_payment_failures", session["id"], failure, event)
     ctx.log.warning("the payment of checkout session %s failed", session["id"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stripe_events import Context, Router
-from stripe_events.projection import apply_snapshot
 
 if TYPE_CHECKING:
     import stripe
@@ -27,5 +26,5 @@ COLLECTION = "customers"
 
 @router.on("customer.created", "customer.updated", "customer.deleted")
 def save_customer(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, COLLECTION, event):
+    if not ctx.apply_snapshot(COLLECTION, event):
         ctx.log.info("kept the stored customer: %s %s is not newer", event.type, event.id)

@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
-from stripe_events.projection import apply_snapshot, apply_summary
 
 if TYPE_CHECKING:
     import stripe
@@ -43,12 +42,12 @@ def save_dispute(event: stripe.Event, ctx: Context) -> None:
     # Look up before storing: when the lookup fails, the retry must not find the snapshot
     # already stored, or it would skip the index.
     customer = customer_of(ctx, event, dispute["charge"])
-    if not apply_snapshot(ctx, "disputes", event, key=dispute["id"]):
+    if not ctx.apply_snapshot("disputes", event, key=dispute["id"]):
         ctx.log.info("kept the stored dispute: %s %s is not newer", event.type, event.id)
         return
     if customer is None:
         return
-    apply_summary(ctx, "customer_disputes", customer, dispute["id"], dispute, event)
+    ctx.keep_if_newer("customer_disputes", dispute["id"], dispute, event, parent=customer)
 
 
 # A handler of its own, so that it runs even when the created event arrives after a

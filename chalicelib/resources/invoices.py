@@ -9,7 +9,7 @@ Access is not decided here: when a renewal fails, Stripe also sends
 entitlements away; they come back with the update to `active` once it is paid.
 
 Invoices of API versions before 2018-11-08 have no `status`: the summary gives the one
-their `paid` and `forgiven` booleans mean (`projection.status_of`).
+their `paid` and `forgiven` booleans mean (`Context.status_of`).
 """
 
 from __future__ import annotations
@@ -17,12 +17,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from stripe_events import Context, Router
-from stripe_events.projection import (
-    apply_snapshot,
-    apply_summary,
-    order_key,
-    status_of,
-)
 
 if TYPE_CHECKING:
     import stripe
@@ -54,17 +48,17 @@ FIELDS = (
     "invoice.marked_uncollectible",
 )
 def save_invoice(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, COLLECTION, event):
+    if not ctx.apply_snapshot(COLLECTION, event):
         ctx.log.info("kept the stored invoice: %s %s is not newer", event.type, event.id)
         return
     invoice = event.data.object.to_dict(for_json=True)
     customer = id_of(invoice.get("customer"))
     if customer is not None:
         summary = {f: invoice.get(f) for f in FIELDS} | {
-            "status": status_of(invoice),
+            "status": ctx.status_of(invoice),
             "subscription": subscription_of(invoice),
         }
-        apply_summary(ctx, "customer_invoices", customer, invoice["id"], summary, event)
+        ctx.keep_if_newer("customer_invoices", invoice["id"], summary, event, parent=customer)
 
 
 @router.on("invoice.payment_failed")
@@ -74,7 +68,7 @@ def send_dunning_notice(event: stripe.Event, ctx: Context) -> None:
     # Late deliveries: no notice for an invoice since paid or voided, nor for an attempt
     # that a later one (which sent its own notice) superseded.
     if newest is not None and (
-        status_of(newest["object"]) in SETTLED
+        ctx.status_of(newest["object"]) in SETTLED
         or (newest["object"].get("attempt_count") or 0) > (invoice.get("attempt_count") or 0)
     ):
         ctx.log.info(
@@ -114,7 +108,7 @@ def save_upcoming_invoice(event: stripe.Event, ctx: Context) -> None:
         "created": event.created,
         "event_id": event.id,
     }
-    if not ctx.store.put_if_newer("upcoming_invoices", customer, upcoming, order_key(event)):
+    if not ctx.keep_if_newer("upcoming_invoices", customer, upcoming, event):
         ctx.log.info("kept the stored upcoming invoice: %s is not newer", event.id)
 
 

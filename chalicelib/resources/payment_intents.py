@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stripe_events import Context, Router
-from stripe_events.projection import apply_snapshot, apply_summary
 
 if TYPE_CHECKING:
     import stripe
@@ -40,7 +39,7 @@ RENAMED_STATUSES = {
 )
 def save_payment_intent(event: stripe.Event, ctx: Context) -> None:
     # A stale event must not overwrite the index either: the snapshot decides for both.
-    if not apply_snapshot(ctx, "payment_intents", event):
+    if not ctx.apply_snapshot("payment_intents", event):
         ctx.log.info("kept the stored payment intent: %s %s is not newer", event.type, event.id)
         return
     intent = event.data.object.to_dict(for_json=True)
@@ -60,4 +59,4 @@ def save_payment_intent(event: stripe.Event, ctx: Context) -> None:
         "currency": intent.get("currency"),
         "last_error": error.get("message"),
     }
-    apply_summary(ctx, "customer_payments", customer, intent["id"], summary, event)
+    ctx.keep_if_newer("customer_payments", intent["id"], summary, event, parent=customer)

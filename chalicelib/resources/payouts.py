@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from stripe_events import Context, Router
-from stripe_events.projection import apply_snapshot
 
 if TYPE_CHECKING:
     import stripe
@@ -20,7 +19,7 @@ router = Router("payouts")
 
 @router.on("payout.paid", "payout.failed")
 def save_payout(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, "payouts", event):
+    if not ctx.apply_snapshot("payouts", event):
         ctx.log.info("kept the stored payout: %s %s is not newer", event.type, event.id)
 
 

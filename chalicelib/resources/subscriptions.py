@@ -20,9 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from stripe_events import Context, Router
-from stripe_events.projection import apply_snapshot, apply_summary
-from stripe_events.stores import Store
+from stripe_events import Context, Router, State
 
 if TYPE_CHECKING:
     import stripe
@@ -44,7 +42,7 @@ ENDED = ("canceled", "incomplete_expired")
     "customer.subscription.trial_will_end",
 )
 def save_subscription(event: stripe.Event, ctx: Context) -> None:
-    if not apply_snapshot(ctx, COLLECTION, event):
+    if not ctx.apply_snapshot(COLLECTION, event):
         ctx.log.info("kept the stored subscription: %s %s is not newer", event.type, event.id)
         return
     sub = event.data.object.to_dict(for_json=True)
@@ -65,7 +63,7 @@ def save_subscription(event: stripe.Event, ctx: Context) -> None:
         "cancel_at_period_end": bool(sub.get("cancel_at_period_end")),
         "trial_end": sub.get("trial_end"),
     }
-    apply_summary(ctx, SUMMARIES, customer, sub["id"], summary, event)
+    ctx.keep_if_newer(SUMMARIES, sub["id"], summary, event, parent=customer)
 
 
 @router.on("customer.subscription.trial_will_end")
@@ -80,7 +78,7 @@ def warn_trial_ending(event: stripe.Event, ctx: Context) -> None:
     ctx.notify("trial_will_end", f"Trial of {sub['id']} ends soon", message, customer)
 
 
-def entitlements(store: Store, customer: str) -> dict[str, Any]:
+def entitlements(store: State, customer: str) -> dict[str, Any]:
     """What `customer` may use now: the features of its entitled subscriptions."""
     subscriptions = store.children(SUMMARIES, customer).values()
     entitled = [s for s in subscriptions if s["status"] in ENTITLED]

@@ -28,13 +28,14 @@ import stripe
 from stripe.params import EventListParams
 from stripe.params.v2.core import EventListParams as ThinEventListParams
 
-from stripe_events import catalog, envelope
-from stripe_events.bus import Publisher, publish_event
-from stripe_events.errors import PublishFailed, Rejected, SettingsError, UnknownEventType
-from stripe_events.ledger import utc_now
-from stripe_events.payloads import PayloadStore
-from stripe_events.settings import Settings
-from stripe_events.stores import Store
+import stripe_events._catalog as catalog
+import stripe_events._envelope as envelope
+from stripe_events._bus import Publisher, publish_event
+from stripe_events._errors import PublishFailed, Rejected, SettingsError, UnknownEventType
+from stripe_events._ledger import utc_now
+from stripe_events._payloads import PayloadStore
+from stripe_events._settings import Settings
+from stripe_events._stores import Store
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.durations import parse_since
 from stripe_events_ops.project import current_project, load_events, routing_app, subscribers

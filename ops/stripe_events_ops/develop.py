@@ -13,13 +13,14 @@ from dataclasses import asdict
 
 import click
 
-from stripe_events import catalog, samples
-from stripe_events.errors import SettingsError, UnknownEventType
-from stripe_events.notifier import OutboxNotifier
-from stripe_events.signature import expected_signature
+import stripe_events._catalog as catalog
+from stripe_events._errors import SettingsError, UnknownEventType
+from stripe_events._signature import expected_signature
+from stripe_events_local.outbox import OutboxNotifier
 from stripe_events_ops.listen_secret import SECRET_VARIABLE, NotASigningSecret, added_secrets
 from stripe_events_ops.options import handled, stage_events, stage_option
 from stripe_events_ops.project import current_project, stage_environment
+from stripe_events_testing import samples
 
 DEFAULT_URL = "http://127.0.0.1:8000/stripe/webhook"
 # Stripe gives up on a whole delivery after about 10 s, so a client silent for longer

@@ -20,14 +20,14 @@ from typing import Any
 import click
 import stripe
 
-from stripe_events.errors import SettingsError
-from stripe_events.settings import LOCAL_SECRET, Settings
-from stripe_events.stores.schema import (
+from stripe_events._errors import SettingsError
+from stripe_events._schema import (
     INDEX_KEY_SCHEMA,
     KEY_SCHEMA,
     LEDGER_INDEX,
     TTL_ATTRIBUTE,
 )
+from stripe_events._settings import LOCAL_SECRET, Settings
 from stripe_events_ops import project
 from stripe_events_ops.clients import AwsClients, stripe_client
 from stripe_events_ops.destination import find_destination, list_destinations

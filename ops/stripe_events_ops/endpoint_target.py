@@ -10,10 +10,10 @@ from typing import Any
 import click
 import stripe
 
-from stripe_events import catalog
-from stripe_events import secrets as stage_secrets
-from stripe_events.errors import SettingsError
-from stripe_events.settings import Settings
+import stripe_events._catalog as catalog
+import stripe_events._secrets as stage_secrets
+from stripe_events._errors import SettingsError
+from stripe_events._settings import Settings
 from stripe_events_ops.clients import AwsClients, stripe_client
 from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 

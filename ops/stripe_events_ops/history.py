@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 
 import click
 
-from stripe_events import catalog
-from stripe_events.bus import publish_event
-from stripe_events.core import StripeEvents
-from stripe_events.envelope import parse_event, to_entry
-from stripe_events.errors import PublishFailed
-from stripe_events.ledger import LedgerEntry
+import stripe_events._catalog as catalog
+from stripe_events._bus import publish_event
+from stripe_events._core import StripeEvents
+from stripe_events._envelope import parse_event, to_entry
+from stripe_events._errors import PublishFailed
+from stripe_events._ledger import LedgerEntry
 from stripe_events_ops.backfill import Listed
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.options import iso_since, since_option, stage_events, stage_option

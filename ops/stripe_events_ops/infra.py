@@ -23,9 +23,9 @@ from typing import Any
 
 import click
 
-from stripe_events.errors import SettingsError
-from stripe_events.observability import SERVICE_VARIABLE
-from stripe_events.stores.dynamodb import DynamoStore
+from stripe_events._errors import SettingsError
+from stripe_events._observability import SERVICE_VARIABLE
+from stripe_events._stores.dynamodb import DynamoStore
 from stripe_events_ops.monitoring import ALARM_EMAIL
 from stripe_events_ops.options import deployed_stage_option, stage_events
 from stripe_events_ops.project import (

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_events.observability import NAMESPACE, SERVICE_VARIABLE
+from stripe_events._observability import NAMESPACE, SERVICE_VARIABLE
 
 ALARM_TOPIC = "AlarmTopic"
 ALARM_EMAIL = "AlarmEmail"

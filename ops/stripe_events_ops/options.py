@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 import click
 from click.decorators import FC
 
-from stripe_events.errors import SettingsError
+from stripe_events._errors import SettingsError
 from stripe_events_ops.durations import parse_since
 from stripe_events_ops.project import current_project, load_events, routing_app, subscribers
 
 if TYPE_CHECKING:
-    from stripe_events.core import StripeEvents
+    from stripe_events._core import StripeEvents
 
 stage_option = click.option(
     "--stage", default="local", show_default=True, help="Stage in .chalice/config.json."

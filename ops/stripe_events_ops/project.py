@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from stripe_events import catalog
-from stripe_events.errors import SettingsError
-from stripe_events.pattern import matches
-from stripe_events.router import RulePattern
-from stripe_events.settings import LOCAL_STAGE
+import stripe_events._catalog as catalog
+from stripe_events._errors import SettingsError
+from stripe_events._pattern import matches
+from stripe_events._router import RulePattern
+from stripe_events._settings import LOCAL_STAGE
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from stripe_events.core import StripeEvents
+    from stripe_events._core import StripeEvents
 
 CONFIG = Path(".chalice") / "config.json"
 

@@ -33,14 +33,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from stripe_events.settings import PARTNER_SOURCE_PREFIX
-from stripe_events.stores.schema import (
+from stripe_events._schema import (
     EVENTS_FOLDER,
     RETENTION_DAYS,
     STATE_FOLDER,
     TTL_ATTRIBUTE,
     table_definition,
 )
+from stripe_events._settings import PARTNER_SOURCE_PREFIX
 from stripe_events_ops.monitoring import (
     Watched,
     monitoring_conditions,

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-ledger bench-crash stress mutate clean lock
+.PHONY: run test lint bench bench-ledger bench-crash stress mutate clean lock docs
 
 # The runtime's lock first, hashes checked: development runs what the zip ships.
 $(STAMP): requirements.in requirements.txt requirements-dev.txt pyproject.toml ops/pyproject.toml
@@ -70,10 +70,14 @@ stress: $(STAMP)
 	STRIPE_EVENTS_RACE_ROUNDS=$(ROUNDS) STRIPE_EVENTS_RACE_EXAMPLES=$(ROUNDS) \
 		$(BIN)/pytest -p no:cacheprovider tests/test_concurrency.py
 
+# The docs site (MkDocs Material) on 127.0.0.1, rebuilt as its pages change.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a 127.0.0.1:8001
+
 # After upgrading stripe: the event types the routers check their names against.
 .PHONY: catalog
 catalog: $(STAMP)
-	$(BIN)/python -c "from stripe_events import catalog; catalog.write_data()"
+	$(BIN)/python -c "import stripe_events._catalog as catalog; catalog.write_data()"
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis .mutation

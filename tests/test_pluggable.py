@@ -1,7 +1,8 @@
-"""The runtime in someone else's Chalice app: the README's lines, in a project of their own.
+"""The runtime in someone else's Chalice app: the lines of the docs' "Add it to your own
+Chalice app", in a project of their own.
 
 The app runs in a subprocess, from a folder that has nothing of this project but what
-the README tells a user to write: its own app.py, its own chalicelib with the handler
+the docs tell a user to write: its own app.py, its own chalicelib with the handler
 module, its own .chalice/config.json. It imports `stripe_events` as installed.
 """
 
@@ -9,15 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from stripe_events_testing.samples import example_objects
-from tests.helpers import ROOT
+from tests.test_docs import PLUGGABLE_APP, python_block
 
-README = (ROOT / "README.md").read_text()
 SECRET = "whsec_my_shop_local"
 
 CHECK = """
@@ -43,21 +42,16 @@ print(json.dumps({
 """
 
 
-def python_block(marker: str) -> str:
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", README, flags=re.S)
-    [block] = [b for b in blocks if marker in b]
-    return block
-
-
-def test_the_readmes_lines_plug_it_into_another_chalice_app(tmp_path: Path) -> None:
+def test_the_docs_lines_plug_it_into_another_chalice_app(tmp_path: Path) -> None:
     project = tmp_path / "my-shop"
     (project / ".chalice").mkdir(parents=True)
     (project / "chalicelib").mkdir()
     (project / "chalicelib" / "__init__.py").write_text("")
     (project / "chalicelib" / "early_fraud.py").write_text(python_block('Router("early_fraud")'))
-    (project / "app.py").write_text(python_block('Chalice(app_name="my-shop")'))
+    (project / "app.py").write_text(python_block(PLUGGABLE_APP))
+    # The stage the docs give it for a laptop; the state stays in the test's folder.
     local = {
-        "STRIPE_EVENTS_BUS": "local",
+        "STRIPE_EVENTS_STAGE": "local",
         "STRIPE_WEBHOOK_SECRET": SECRET,
         "STRIPE_EVENTS_STATE_DIR": str(project / ".state"),
     }
@@ -86,3 +80,15 @@ def test_the_readmes_lines_plug_it_into_another_chalice_app(tmp_path: Path) -> N
     }
     # Nothing of this project's own code was there to use: its app and resources differ.
     assert not (project / "chalicelib" / "resources").exists()
+    # The command works on the project around the current directory, this one too.
+    ledger = subprocess.run(
+        [str(Path(sys.executable).parent / "stripe-events"), "ledger", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ledger.returncode == 0, ledger.stderr
+    [entry] = json.loads(ledger.stdout)
+    assert entry["handlers"] == {"early_fraud.flag_the_charge": "ok"}

@@ -19,8 +19,8 @@ import boto3
 from lambda_sandbox import ACCOUNT, REGION, LambdaFunction
 
 from stripe_events._errors import SettingsError
-from stripe_events._schema import table_definition
 from stripe_events._webhook import PATH as WEBHOOK_PATH
+from stripe_events_ops.template import table_definition
 from stripe_events_testing import samples
 from tests.helpers import signed_headers
 from tests.moto_server import moto_server as serialized_moto_server

@@ -4,7 +4,7 @@ Run from the repository root: `make bench-ledger` (or `.venv/bin/python
 bench/ledger_queries_bench.py`). Nothing leaves the machine: the script starts its own moto
 server on a free 127.0.0.1 port.
 
-It creates the table as the template defines it (schema.table_definition) and writes,
+It creates the table as the template defines it (template.table_definition) and writes,
 with BatchWriteItem, 40,000 events spread over the last 30 days, each with one or two
 handler outcomes, 0.5% of them failing: 100,000 items. Each command's query then runs two
 ways: as the store runs it (the `ledger` index), and as it ran before the index (a scan of
@@ -41,17 +41,14 @@ import boto3  # noqa: E402
 from moto.dynamodb.models.table import Table  # noqa: E402
 
 from stripe_events._ledger import LedgerEntry, Outcome  # noqa: E402
-from stripe_events._schema import (  # noqa: E402
-    EVENT_PREFIX,
-    HANDLER_PREFIX,
-    table_definition,
-)
+from stripe_events._schema import EVENT_PREFIX, HANDLER_PREFIX  # noqa: E402
 from stripe_events._stores.dynamodb import (  # noqa: E402
     DynamoStore,
     event_attributes,
     event_key,
     outcome_item,
 )
+from stripe_events_ops.template import table_definition  # noqa: E402
 from tests.moto_server import MotoServer  # noqa: E402
 
 REGION = "us-east-1"

@@ -233,7 +233,7 @@ def main() -> int:
     print(f"  {BASELINE_IMPORT:<34} {baseline_ms:7.1f} ms")
     print(f"  {'difference (app - baseline)':<34} {app_ms - baseline_ms:+7.1f} ms")
 
-    print("\nFor README, section Performance:\n")
+    print("\nFor the docs, docs/performance.md:\n")
     print(
         f"- Webhook work per event ({len(body)} B `{EVENT_TYPE}` event; verify, check, "
         f"build the entry): {ingest_1.median_us:.0f} µs, {ratio_1:.2f}x the floor "

@@ -1,7 +1,7 @@
 """Shared test helpers: load the app under a given environment, sign and post events.
 
-The handler kit users have (`event_of`, `module_context`, …) is the runtime's own:
-stripe_events.testing, which the tests import as users do.
+The handler kit users have (`event_of`, `module_context`, …) is the test kit,
+stripe_events_testing, whose names the tests import from `stripe_events` as users do.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import pytest
 import stripe
 
 from stripe_events._router import HandlerFunc, Router
-from stripe_events._schema import table_definition
 from stripe_events_ops.project import import_app, stage_environment
+from stripe_events_ops.template import table_definition
 from stripe_events_testing import samples
 
 ROOT = Path(__file__).resolve().parents[1]

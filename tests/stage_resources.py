@@ -12,9 +12,9 @@ from typing import Any
 
 import boto3
 
-from stripe_events._schema import TTL_ATTRIBUTE, table_definition
+from stripe_events._schema import TTL_ATTRIBUTE
 from stripe_events_ops.infra import empty_bucket
-from stripe_events_ops.template import Names
+from stripe_events_ops.template import Names, table_definition
 from tests.conftest import REGION
 
 

@@ -8,7 +8,7 @@ port, a silent port, botocore's Stubber) or behind the Store interface, so the c
 unchanged.
 
 Each module run writes one line of figures (faults, events, duplicates, losses) for the
-README's reliability section.
+reliability section of the docs (docs/exactly-once.md).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ NOWHERE = "http://127.0.0.1:9/"  # only named in the errors the fakes raise
 
 @dataclass
 class Tally:
-    """What the faults did, summed over the module, for the README's figures."""
+    """What the faults did, summed over the module, for the docs' figures."""
 
     scenarios: int = 0
     failed_calls: int = 0  # AWS calls (PutEvents, DynamoDB) that an injected fault made fail
@@ -610,7 +610,7 @@ def test_the_claims_release_failing_after_the_run_runs_nothing_twice(
 def test_limit_the_outcome_write_failing_after_the_side_effect_runs_it_again(
     app: App, flaky: FlakyStore
 ) -> None:
-    """Pins a limit of the design, not a wish: see the README's reliability figures.
+    """Pins a limit of the design, not a wish: see the docs' reliability figures.
 
     The handler's outcome is what says it is done. If that write fails after the handler
     ran, the run fails and releases its claim; Lambda's retry runs the handler again.

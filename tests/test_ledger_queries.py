@@ -31,6 +31,7 @@ from stripe_events._stores import Store
 from stripe_events._stores.dynamodb import DynamoStore, index_keys
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.doctor import Doctor
+from stripe_events_ops.index_ledger import index_earlier_items
 from tests.conftest import REGION
 from tests.helpers import create_table
 from tests.sqs_poller import unique
@@ -284,12 +285,12 @@ def test_items_written_before_the_index_are_indexed_once(
     assert [e.id for e in dynamo.recent(10)] == ["evt_e", "evt_d"]
 
     # evt_a, evt_b and evt_c, and evt_b's failing outcome; evt_d has its keys already.
-    assert sum(dynamo.index_earlier_items()) == 4
+    assert sum(index_earlier_items(dynamo)) == 4
     for since in ("", at(1, 2), at(1, 3)):
         assert dynamo.recent(10, since) == sqlite.recent(10, since)
         assert dynamo.failures(since) == sqlite.failures(since)
     assert [e.id for e in dynamo.failures()] == ["evt_e", "evt_b"]
-    assert sum(dynamo.index_earlier_items()) == 0
+    assert sum(index_earlier_items(dynamo)) == 0
 
 
 def test_a_write_between_the_scan_and_the_indexing_wins(dynamo: DynamoStore) -> None:
@@ -303,7 +304,7 @@ def test_a_write_between_the_scan_and_the_indexing_wins(dynamo: DynamoStore) -> 
 
     dynamo.client.meta.events.register("after-call.dynamodb.Scan", meanwhile)
     # The event was indexed by its receipt, and the outcome that succeeded is not a failure.
-    assert sum(dynamo.index_earlier_items()) == 0
+    assert sum(index_earlier_items(dynamo)) == 0
     [entry] = dynamo.recent(10, since=at(0, 2))
     assert entry.received_at == at(0, 3)
     assert dynamo.failures() == []

@@ -140,11 +140,11 @@ def test_make_run_serves_the_webhook_and_runs_the_functions(server: Server) -> N
     # Published and not received: no function subscribes to account.updated.
     assert (rows[0]["handlers"], rows[0]["received_at"]) == ({}, None)
     assert all(row["handlers"] == {"customers.save_customer": "ok"} for row in rows[1:])
-    # The README's curl: the customer that `send customer.created` made.
+    # The docs' curl: the customer that `send customer.created` made.
     state_url = f"http://127.0.0.1:{server.port}/billing/customers/cus_QXg1o8vcGmoR32"
     with urllib.request.urlopen(state_url, timeout=30) as response:
         assert json.loads(response.read())["customer"]["id"] == "cus_QXg1o8vcGmoR32"
-    # The same state through the README's `stripe-events state customer`, run as a user runs
+    # The same state through the docs' `stripe-events state customer`, run as a user runs
     # it: in its own process, where only loading the app puts chalicelib/ on the path.
     state = cli("state", "customer", "cus_QXg1o8vcGmoR32", env=env)
     assert state.returncode == 0, state.stderr

@@ -109,7 +109,7 @@ class Doctor:
     def infra_fix(self) -> str:
         return (
             f"run `stripe-events infra up --stage {self.stage}`, or deploy with "
-            "infra/merge.json (see the README's Deploy section)"
+            "infra/merge.json (docs/deploy.md)"
         )
 
     def sync_fix(self, url: str | None) -> str:
@@ -332,8 +332,8 @@ class Doctor:
             self.report.problem(
                 f"table {name} has no index {LEDGER_INDEX}: `ledger`, `failures` and "
                 "`replay --failed` cannot list events",
-                f"{self.infra_fix}; then index the events recorded before it (the README's "
-                "section Queries that scale)",
+                f"{self.infra_fix}; then index the events recorded before it "
+                "(docs/operations.md, Queries that scale)",
             )
             return
         [index] = found

@@ -60,8 +60,11 @@ def ledger(as_json: bool, limit: int, since: str | None, stage: str) -> None:
 @since_option("Only events seen since then.")
 @stage_option
 def failures(as_json: bool, since: str | None, stage: str) -> None:
-    """Events that need a replay: a handler failing now (its error, attempts and time), or
-    stalled (a run that crashed or timed out left handlers undone)."""
+    """Events that need a replay: failing or stalled.
+
+    Failing: a handler's latest outcome is an error (its type, message, attempts, time).
+    Stalled: a run that crashed or timed out left handlers undone, and its lease is over.
+    """
     entries = stage_events(stage).store.failures(since=iso_since(since))
     echo_entries(entries, as_json, "No handler is failing, and no run has stalled.")
     if entries and not as_json:

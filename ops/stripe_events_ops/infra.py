@@ -26,6 +26,7 @@ import click
 from stripe_events._errors import SettingsError
 from stripe_events._observability import SERVICE_VARIABLE
 from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_ops.index_ledger import index_earlier_items
 from stripe_events_ops.monitoring import ALARM_EMAIL
 from stripe_events_ops.options import deployed_stage_option, stage_events
 from stripe_events_ops.project import (
@@ -78,7 +79,7 @@ class Size:
     timeout_seconds: int
 
 
-# From `make bench` (README, "Sizing the functions"): every function peaks under 70 MB.
+# From `make bench` (docs/deploy.md, "Sizing the functions"): every function peaks under 70 MB.
 # 256 MB gives a cold start about a seventh of a core, twice 128 MB's, for what is CPU
 # work (imports, JSON, signatures), at the same cost per unit of it. The webhook stops
 # at Stripe's own wait for an answer, 10 s; an event function at Chalice's default 60 s,
@@ -513,7 +514,7 @@ def index_ledger_command(stage: str) -> None:
     if not isinstance(store, DynamoStore):
         raise click.UsageError(f"stage {stage!r} keeps its ledger in {type(store).__name__}")
     found = indexed = 0
-    for done in store.index_earlier_items():
+    for done in index_earlier_items(store):
         found += 1
         indexed += done
         if found % PROGRESS_EVERY == 0:

@@ -121,7 +121,7 @@ def monitoring_resources(
         "DeadLetterQueueAlarm": alarm(
             "dead-letter-queue",
             "Events that failed every retry are in the dead-letter queue; they are lost after "
-            "14 days. See the README, When a handler fails.",
+            "14 days. See docs/exactly-once.md, When a handler fails.",
             metric(
                 "AWS/SQS",
                 "ApproximateNumberOfMessagesVisible",

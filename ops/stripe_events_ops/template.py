@@ -35,10 +35,12 @@ from typing import Any
 
 from stripe_events._schema import (
     EVENTS_FOLDER,
+    INDEX_KEY_SCHEMA,
+    KEY_SCHEMA,
+    LEDGER_INDEX,
     RETENTION_DAYS,
     STATE_FOLDER,
     TTL_ATTRIBUTE,
-    table_definition,
 )
 from stripe_events._settings import PARTNER_SOURCE_PREFIX
 from stripe_events_ops.monitoring import (
@@ -50,6 +52,33 @@ from stripe_events_ops.monitoring import (
     sub,
 )
 from stripe_events_ops.project import Stage
+
+
+def _key_schema(keys: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    return [{"AttributeName": key, "KeyType": kind} for key, kind in keys]
+
+
+def table_definition() -> dict[str, Any]:
+    """The table's keys, its index and billing, as both CreateTable and CloudFormation
+    spell them."""
+    return {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": key, "AttributeType": "S"}
+            for key, _ in (*KEY_SCHEMA, *INDEX_KEY_SCHEMA)
+        ],
+        "KeySchema": _key_schema(KEY_SCHEMA),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": LEDGER_INDEX,
+                "KeySchema": _key_schema(INDEX_KEY_SCHEMA),
+                # The queries need the event ids (in pk) and the order, nothing else: each
+                # entry is then read from the table, as `event` reads it.
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    }
+
 
 # Chalice's name for the REST API's function: the webhook and the billing route.
 API_HANDLER = "api_handler"

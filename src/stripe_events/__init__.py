@@ -1,17 +1,7 @@
-"""Stripe's events, verified, put on EventBridge and handled once per resource module.
-
-    from stripe_events import Context, Router
-
-    router = Router("invoices")
-
-    @router.on("invoice.payment_failed")
-    def keep_invoice(event: stripe.Event, ctx: Context) -> None:
-        ctx.apply_snapshot("invoices", event)
-
-`app.py` wires the modules with StripeEvents. Handlers' tests use the test kit's names
-below, which come from the development install (stripe_events_testing), never from a
-deployment package. Everything else is internal: its modules' names start with `_`.
-"""
+"""stripe-events: Stripe's events verified, put on EventBridge and handled once per
+resource module. A handler imports from here; `app.py` wires the modules with
+StripeEvents. The test kit's names come from the development install, never from a
+deployment package. Everything else is internal: its modules' names start with `_`."""
 
 from __future__ import annotations
 

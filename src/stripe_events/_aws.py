@@ -1,10 +1,6 @@
-"""One boto3 session for every AWS client the runtime makes, Powertools' included.
-
-A client built from its own session loads the endpoint and service data again, which a
-function pays for on its first event; Powertools' utilities make a session of their own
-unless given one. Building clients from one session is guarded by a lock, since a
-session is not thread-safe (the clients themselves are).
-"""
+"""One boto3 session for every AWS client, Powertools' included: a client of its own
+session loads the endpoint data again on a function's first event. Sessions are not
+thread-safe, so making clients takes a lock."""
 
 from __future__ import annotations
 

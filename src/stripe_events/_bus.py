@@ -1,8 +1,5 @@
-"""Publishing: one interface, two implementations.
-
-EventBridgePublisher puts the entry on EventBridge. The local bus of stage `local`
-(stripe_events_local.bus) hands it to the app's own functions, in process.
-"""
+"""Publishing: EventBridgePublisher on AWS; stage `local`'s in-process bus is in
+stripe_events_local.bus."""
 
 from __future__ import annotations
 

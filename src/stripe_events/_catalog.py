@@ -1,18 +1,9 @@
-"""Every event type Stripe documents, as the installed stripe package knows them.
-
-Two kinds, told apart by their names:
-
-- snapshot events (`invoice.paid`): the package's `Event.type` is a Literal of every v1
-  event type of the API version it pins;
-- thin event notifications (`v1.billing.meter.error_report_triggered`,
-  `v2.core.account.updated`): the package has one typed `…EventNotification` class per
-  type (stripe.events). Their names always start with the API version, `v1.` or `v2.`.
-
-Routers check their names when app.py is imported, in every function, and the webhook's
-never needs the stripe package otherwise: importing it costs more than all the rest of a
-cold start. So the lists are read from `data/event_types.json`, written from the package
-by `make catalog` (a test fails while it is stale). With another version of stripe
-installed than the file was written from, they are read from the package itself.
+"""Every event type Stripe documents, as the installed stripe package knows them:
+snapshot types (`invoice.paid`) and thin types, named after their API version
+(`v1.billing.meter.no_meter_found`). Routers check their names at import, in every
+function; the webhook's would otherwise never import stripe, which costs more than the
+rest of its cold start. So the lists come from data/event_types.json (`make catalog`),
+or from the package when another version of it is installed.
 """
 
 from __future__ import annotations
@@ -55,14 +46,14 @@ def installed_stripe_version() -> str:
 def from_package() -> dict[str, Any]:
     """The catalog, from the stripe package itself (what `make catalog` writes)."""
     import stripe
-    from stripe.events._event_classes import _V2_EVENT_NOTIFICATION_CLASS_LOOKUP
+    import stripe.events
 
+    names = [ref.__forward_arg__ for ref in typing.get_args(stripe.events.ALL_EVENT_NOTIFICATIONS)]
+    classes = [getattr(stripe.events, name) for name in names]
     return {
         "stripe_version": stripe.VERSION,
         "snapshot": sorted(typing.get_args(stripe.Event.__annotations__["type"])),
-        # The package's lookup table, which imports no class (a test checks it against
-        # the classes of stripe.events.ALL_EVENT_NOTIFICATIONS).
-        "thin": sorted(_V2_EVENT_NOTIFICATION_CLASS_LOOKUP),
+        "thin": sorted(c.LOOKUP_TYPE for c in classes if c.LOOKUP_TYPE),
     }
 
 

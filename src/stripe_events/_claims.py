@@ -1,19 +1,7 @@
-"""Side effects that must happen once per Stripe object, whichever of its events comes first.
-
-Idempotency makes each handler run once per event. Some work is once per object, though:
-an order is fulfilled once per Checkout Session, whether `completed` or
-`async_payment_succeeded` says it is paid, and both may be handled at the same moment.
-
-    ran = once_per_object(ctx, "fulfilments", session["id"], lambda: fulfil_order(session, ctx))
-
-The first run claims the object, with a lease, in one atomic write (`Store.claim`), runs
-the action, and marks the claim done. A run that finds it done skips it. A run that finds
-it held by another raises `ClaimHeld`: the dispatcher counts the handler as busy, not
-failed, and Lambda retries it later, when the holder has finished (it skips) or has
-failed (its claim is released, and the retry takes it). A holder that crashed leaves its
-claim until the lease ends, which is when its Lambda would have timed out; then a retry
-takes it over. The action can therefore run twice only after a crash between its end
-and the "done" record: make what it does outside idempotent by the object's id.
+"""Side effects that must happen once per Stripe object, whichever of its events comes
+first (`Context.once_per_object`). The first run claims the object with a lease that ends
+when its Lambda would time out (`Store.claim`); a run that finds it held waits
+(`ClaimHeld`: Lambda retries it), and one that finds it done skips it.
 """
 
 from __future__ import annotations
@@ -33,13 +21,10 @@ class Running(Protocol):
 
     @property
     def store(self) -> Store: ...
-
     @property
     def event_id(self) -> str: ...
-
     @property
     def handler(self) -> str: ...
-
     @property
     def lease_seconds(self) -> float: ...
 
@@ -49,8 +34,8 @@ def once_per_object(
 ) -> bool:
     """Run `action` unless it was done for `key`; True when it ran now.
 
-    Whatever `action` returns is kept with the "done" record, under `collection`/`key`.
-    If it raises, the claim is released and the error goes on.
+    What `action` returns is kept with the "done" record, under `collection`/`key`. If it
+    raises, the claim is released and the error goes on.
     """
     owner = f"{ctx.event_id}:{ctx.handler}"
     claim = ctx.store.claim(collection, key, owner, ctx.lease_seconds)

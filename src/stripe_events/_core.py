@@ -31,9 +31,8 @@ REST_API_HANDLER = "app.app"
 
 
 def preload_for(handler: str) -> None:
-    """In an event function, import what dispatch needs (stripe, Powertools' idempotency)
-    while Lambda initialises the function, rather than on its first event. The webhook's
-    function never needs them, so it does not pay for them."""
+    """In an event function, import what dispatch needs (stripe) while Lambda initialises
+    the function, rather than on its first event; the webhook's never needs it."""
     if handler and handler != REST_API_HANDLER:
         import stripe_events._dispatch  # noqa: F401
 
@@ -41,26 +40,13 @@ def preload_for(handler: str) -> None:
 class StripeEvents:
     """The runtime wired together: the webhook, the store, the publisher, dispatch.
 
-    Its collaborators (store, publisher, payloads, notifier) may be given; the ones that
-    are not are built from the settings when first used, not at import, so that a cold
-    start pays only for what it uses. Each can also be replaced afterwards, before first
-    use (tests do): `events.publisher = RecordingPublisher()`.
+    The store, publisher, payload store and notifier are made from the settings when
+    first used, not at import, so that a cold start pays only for what it uses; a test
+    may set any of them before (`events.publisher = RecordingPublisher()`).
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        store: Store | None = None,
-        publisher: Publisher | None = None,
-        payloads: PayloadStore | None = None,
-        notifier: Notifier | None = None,
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._store = store
-        self._publisher = publisher
-        self._payloads = payloads
-        self._notifier = notifier
         observability.configure(settings)
         self.webhook = webhook_blueprint(
             settings,
@@ -81,49 +67,21 @@ class StripeEvents:
         whose server answers on loopback only."""
         return IAMAuthorizer() if self.settings.protected else None
 
-    @property
+    @cached_property
     def store(self) -> Store:
-        """The ledger and the projections: DynamoDB on AWS, SQLite locally."""
-        if self._store is None:
-            self._store = open_store(self.settings, lambda: self.payloads)
-        return self._store
+        return open_store(self.settings, lambda: self.payloads)
 
-    @store.setter
-    def store(self, store: Store) -> None:
-        self._store = store
-
-    @property
+    @cached_property
     def publisher(self) -> Publisher:
-        """EventBridge on AWS; locally, the in-process bus to this app's own functions."""
-        if self._publisher is None:
-            self._publisher = open_publisher(self.settings, lambda: self.webhook.current_app)
-        return self._publisher
+        return open_publisher(self.settings, lambda: self.webhook.current_app)
 
-    @publisher.setter
-    def publisher(self, publisher: Publisher) -> None:
-        self._publisher = publisher
-
-    @property
+    @cached_property
     def payloads(self) -> PayloadStore:
-        """Where bodies too large for an EventBridge entry are kept (S3, or .state/ locally)."""
-        if self._payloads is None:
-            self._payloads = open_payload_store(self.settings)
-        return self._payloads
+        return open_payload_store(self.settings)
 
-    @payloads.setter
-    def payloads(self, payloads: PayloadStore) -> None:
-        self._payloads = payloads
-
-    @property
+    @cached_property
     def notifier(self) -> Notifier:
-        """SNS on AWS; locally, the outbox."""
-        if self._notifier is None:
-            self._notifier = open_notifier(self.settings)
-        return self._notifier
-
-    @notifier.setter
-    def notifier(self, notifier: Notifier) -> None:
-        self._notifier = notifier
+        return open_notifier(self.settings)
 
     @cached_property
     def api_key(self) -> str:

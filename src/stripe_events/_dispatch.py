@@ -1,21 +1,10 @@
 """Runs a resource module's handlers for one event: once each, with every outcome recorded.
 
-A function's run for an event first claims it (`Store.claim_run`, keyed by the event and
-the router, naming the handlers to run), with a lease that ends when its Lambda would
-time out, and releases it when done. While one run holds it, another delivery of the
-same event is busy (Lambda retries it later). Holding the claim, the run records the
-event as received, reads the outcomes the ledger has for it and runs each handler that
-has not succeeded, recording its outcome as it goes. So each handler costs one write,
-its outcome, which is also what makes a later delivery, retry or replay skip it; the
-event costs three (claim, received, release). A run that dies leaves its claim until
-the lease ends: the next delivery runs what it had not finished, and until one comes,
-`Store.failures` lists the event as stalled. What cannot be made into an event (too
-deeply nested, refused by the SDK) is each handler's recorded error.
-
-This is what Powertools' idempotency utility did per handler, with an in-progress
-record, a completion record and our outcome: three writes per handler, all idempotency
-records in one DynamoDB partition, and its import in every cold start. A test checks
-that both answer the same for the same deliveries.
+A run first claims the event for its router (`Store.claim_run`), with a lease that ends
+when its Lambda would time out. Under the claim it records the event as received, reads
+the outcomes the ledger has for it and runs each handler that has not succeeded, recording
+each outcome as it goes: that outcome is what makes a later delivery, retry or replay skip
+the handler. See "Exactly once" in the docs.
 """
 
 from __future__ import annotations
@@ -29,19 +18,12 @@ from functools import cached_property
 from typing import Any
 
 import stripe
-from stripe._base_address import BaseAddresses
 from stripe.v2.core import EventNotification
 
 import stripe_events._observability as observability
 from stripe_events._context import Context
 from stripe_events._envelope import MAX_NESTING, EventHeader, check_envelope, nests_too_deep, unwrap
-from stripe_events._errors import (
-    HandlerBusy,
-    HandlerFailed,
-    Rejected,
-    RetryLater,
-    UnreadableEvent,
-)
+from stripe_events._errors import HandlerBusy, HandlerFailed, Rejected, RetryLater, UnreadableEvent
 from stripe_events._ledger import Outcome, utc_now
 from stripe_events._notifier import Notifier
 from stripe_events._payloads import PAYLOAD_KEY, PayloadStore, restore
@@ -78,7 +60,10 @@ class StripeApi:
         max_network_retries: int = DEFAULT_NETWORK_RETRIES,
     ) -> None:
         self._api_key = api_key
-        self.bases: BaseAddresses | None = {"api": api_base} if api_base else None
+        # A string, never evaluated: the runtime imports no private module of the SDK.
+        self.bases: stripe._base_address.BaseAddresses | None = (
+            {"api": api_base} if api_base else None
+        )
         self.setting = setting  # where the key comes from, as messages name it
         self.max_network_retries = max_network_retries
 
@@ -95,9 +80,8 @@ class StripeApi:
         return (self._new(key) if key else None), "_live_" in key
 
     def keyless(self) -> stripe.StripeClient:
-        """A client with no key: what a snapshot event is made with (it calls nothing),
-        and a thin one when the stage has no key of its mode (its fetches then fail with
-        Stripe's own message)."""
+        """What a snapshot event is made with (it calls nothing), and a thin one when the
+        stage has no key of its mode (its fetches then fail with Stripe's own message)."""
         return self._new("")
 
     def for_mode(self, livemode: bool) -> stripe.StripeClient | None:
@@ -124,13 +108,9 @@ class Dispatcher:
     def dispatch(
         self, router: Router, detail: dict[str, Any] | str, lambda_context: Any = None
     ) -> dict[str, Outcome]:
-        """Run every handler of `router` that matches the event's type, once per event id.
-
-        A handler that completed for this event id is not run again, whether the event
-        comes again from Stripe, EventBridge, a Lambda retry or a replay. Every handler
-        runs even when an earlier one fails; then HandlerFailed is raised. HandlerBusy
-        means another run has the event in hand: try again later.
-        """
+        """Run every handler of `router` that matches the event's type and has not
+        succeeded for this event id. Every handler runs even when an earlier one fails;
+        then HandlerFailed is raised. HandlerBusy: another run has the event in hand."""
         data = json.loads(detail) if isinstance(detail, str) else detail
         # The ledger keeps the detail as delivered: for an oversized event, the reference.
         body = detail if isinstance(detail, str) else json.dumps(detail)
@@ -158,10 +138,9 @@ class Dispatcher:
         except Exception:
             self.store.release_run(header.id, router.name, owner)
             raise
-        # Not on SystemExit or KeyboardInterrupt: like a Lambda that is killed, the run
-        # keeps its claim until the lease ends. Nor while a handler must wait: the claim
-        # says what is left to do, for Lambda's retry (which takes it back) or, should
-        # none come, for `failures`.
+        # Not on SystemExit or KeyboardInterrupt: like a killed Lambda, the run keeps its
+        # claim until the lease ends. Nor while a handler must wait: the claim says what is
+        # left, for Lambda's retry (which takes it back) or, should none come, `failures`.
         if not busy:
             self.store.release_run(header.id, router.name, owner)
         if errors:
@@ -174,30 +153,25 @@ class Dispatcher:
         self.store.record_received(header.id, header.type, header.created, utc_now(), body)
 
     def _header(self, router: Router, data: Any) -> EventHeader:
-        """The event's header. One the webhook would have refused can only come from
-        elsewhere (Stripe's own destination, another publisher): with no id or type to
-        record it under, it is logged, counted and raised, and ends in the dead-letter
-        queue."""
         try:
             return check_envelope(data, None)
         except Rejected as rejected:
+            # One the webhook would have refused comes from elsewhere (Stripe's own
+            # destination, another publisher). With no id or type to record it under, it
+            # is logged, counted and raised, and ends in the dead-letter queue.
             event_type = data.get("type") if isinstance(data, dict) else None
-            names = [h.name for h in router.handlers_for(str(event_type))] or [
-                h.name for h in router.handlers
-            ]
             log.error(
                 "%s cannot read an event: %s",
                 router.name,
                 rejected.message,
                 extra={"outcome": "unreadable", "reason": rejected.code},
             )
-            for name in names:
-                observability.count("HandlerError", handler=name)
+            for handler in router.handlers_for(str(event_type)) or router.handlers:
+                observability.count("HandlerError", handler=handler.name)
             raise UnreadableEvent(f"{router.name}: {rejected.message}") from None
 
     def _event(self, header: EventHeader, data: dict[str, Any]) -> Any:
-        """What a handler receives: a stripe.Event, or a thin event's EventNotification.
-        UnreadableEvent when the SDK cannot make one of it."""
+        """A stripe.Event, or a thin event's EventNotification; else UnreadableEvent."""
         if nests_too_deep(data):
             raise UnreadableEvent(
                 f"the event nests objects more than {MAX_NESTING} levels deep (MAX_NESTING)"
@@ -214,11 +188,7 @@ class Dispatcher:
             ) from None
 
     def _run_all(
-        self,
-        handlers: list[Handler],
-        header: EventHeader,
-        data: dict[str, Any],
-        lease: float,
+        self, handlers: list[Handler], header: EventHeader, data: dict[str, Any], lease: float
     ) -> tuple[dict[str, Outcome], dict[str, str], list[str]]:
         """The handlers' outcomes, the errors among them, and those that must wait."""
         # Read under the claim: what every run before this one recorded.
@@ -239,16 +209,17 @@ class Dispatcher:
                 )
                 results[handler.name] = before
                 continue
+            attempts = 1 if before is None else before.attempts + 1
             try:
                 # Made once, and only when a handler needs it.
                 event = self._event(header, data) if event is None else event
-                outcome = self._run(handler, header, event, before, lease)
+                outcome = self._run(handler, header, event, attempts, lease)
             except RetryLater as wait:
                 log.warning("%s must wait for %s, retry later: %s", handler.name, header.id, wait)
                 busy.append(handler.name)
                 continue
             except UnreadableEvent as unreadable:
-                outcome = self._failed(handler, header, before, unreadable)
+                outcome = self._failed(handler, header, attempts, unreadable)
             results[handler.name] = outcome
             if outcome.status == "error":
                 errors[handler.name] = f"{outcome.error_type}: {outcome.error}"
@@ -260,20 +231,14 @@ class Dispatcher:
         handler: Handler,
         header: EventHeader,
         event: Any,
-        before: Outcome | None,
+        attempts: int,
         lease: float,
     ) -> Outcome:
-        """Run one handler; its outcome. RetryLater goes on (the handler is busy).
-
-        `event` is what the handler receives: a stripe.Event, or a thin EventNotification.
-        """
-        attempts = _attempts(before)
-        fields = {"event_id": header.id, "event_type": header.type, "handler": handler.name}
-        logger = logging.getLogger(f"stripe_events.{handler.name}")
+        """Run one handler; its outcome. RetryLater goes on (the handler is busy)."""
         api = self.stripe_api
         context = Context(
             self.store,
-            logger,
+            logging.getLogger(f"stripe_events.{handler.name}"),
             handler.name,
             lambda: bound_client(api.for_mode(header.livemode), event),
             self.notifier,
@@ -287,24 +252,22 @@ class Dispatcher:
         except RetryLater:
             raise
         except Exception as error:
-            return self._failed(handler, header, before, error)
+            return self._failed(handler, header, attempts, error)
         duration_ms = (time.perf_counter() - started) * 1000
         log.info(
             "%s ok for %s %s",
             handler.name,
             header.type,
             header.id,
-            extra={**fields, "outcome": "ok", "attempts": attempts, "duration_ms": duration_ms},
+            extra={**_fields(header, handler, "ok", attempts), "duration_ms": duration_ms},
         )
         observability.count("HandlerOk", handler=handler.name)
         observability.milliseconds("HandlerDuration", duration_ms, handler=handler.name)
         return Outcome("ok", attempts, utc_now())
 
     def _failed(
-        self, handler: Handler, header: EventHeader, before: Outcome | None, error: Exception
+        self, handler: Handler, header: EventHeader, attempts: int, error: Exception
     ) -> Outcome:
-        """The outcome of a handler that raised, or that could not be given the event."""
-        attempts = _attempts(before)
         log.error(
             "%s failed for %s %s",
             handler.name,
@@ -312,20 +275,20 @@ class Dispatcher:
             header.id,
             # The traceback, unless the handler never ran: then the reason says it all.
             exc_info=not isinstance(error, UnreadableEvent),
-            extra={
-                "event_id": header.id,
-                "event_type": header.type,
-                "handler": handler.name,
-                "outcome": "error",
-                "attempts": attempts,
-            },
+            extra=_fields(header, handler, "error", attempts),
         )
         observability.count("HandlerError", handler=handler.name)
         return Outcome("error", attempts, utc_now(), type(error).__name__, str(error))
 
 
-def _attempts(before: Outcome | None) -> int:
-    return 1 if before is None else before.attempts + 1
+def _fields(header: EventHeader, handler: Handler, outcome: str, attempts: int) -> dict[str, Any]:
+    return {
+        "event_id": header.id,
+        "event_type": header.type,
+        "handler": handler.name,
+        "outcome": outcome,
+        "attempts": attempts,
+    }
 
 
 def bound_client(client: stripe.StripeClient | None, event: Any) -> stripe.StripeClient | None:

@@ -1,10 +1,6 @@
 """Stripe event <-> EventBridge entry: the envelope checks, the entry, and unwrapping.
-
-The ingestion path parses only what the checks need and never builds a full
-`stripe.Event` (that costs about 0.5 ms per event). The entry's Detail is the raw
-body, exactly as received, so handlers see the same event whether it came through
-our webhook or through Stripe's own EventBridge destination.
-"""
+The webhook parses only what its checks need, never a whole `stripe.Event` (0.5 ms);
+the entry's Detail is the body as received, as Stripe's own destination sends it."""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""Every error the runtime raises, in one tree under StripeEventsError.
-
-StripeEventsError
-├── SettingsError        a setting is missing or malformed (at import, or at first use)
-├── UnknownEventType     a router names a type Stripe does not document (at import)
-├── Rejected             bad input at the webhook: a 4xx, never published
-├── PublishFailed        EventBridge did not take the event: a 503, Stripe retries
-├── PayloadError         an oversized event's body cannot be given back
-│   ├── PayloadMissing
-│   └── PayloadCorrupt
-├── HandlerFailed        handlers raised: the function raises, Lambda retries
-├── UnreadableEvent      a function cannot make the event its handlers take (recorded)
-└── RetryLater           a handler must wait for another run (not a failure)
-    ├── ClaimHeld        another run holds the object's claim
-    └── HandlerBusy      the function had handlers that must wait: Lambda retries
-"""
+"""Every error the runtime raises, in one tree under StripeEventsError: SettingsError,
+UnknownEventType, Rejected (a 4xx at the webhook), PublishFailed (a 503), PayloadError
+(PayloadMissing, PayloadCorrupt), HandlerFailed, UnreadableEvent, and RetryLater (not a
+failure: ClaimHeld, HandlerBusy)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Notifications: one interface, two implementations.
-
-SnsNotifier publishes to an SNS topic (STRIPE_EVENTS_TOPIC_ARN) with the kind and the
-customer as message attributes, so that subscribers can filter. Stage `local` keeps them
-in an outbox (stripe_events_local.outbox), which `stripe-events outbox` lists.
-"""
+"""Notifications: SNS on AWS, with the kind and the customer as message attributes
+that subscribers filter on; stage `local` keeps them in an outbox (stripe_events_local)."""
 
 from __future__ import annotations
 

@@ -1,17 +1,6 @@
-"""Structured JSON logs and CloudWatch metrics (embedded metric format), with Powertools.
-
-Logs: every `stripe_events.*` logger writes JSON lines with Powertools' formatter; the
-keys passed as `extra` (event_id, event_type, handler, outcome, reason, duration_ms)
-become fields to search on. Metrics, in namespace "StripeEvents": EventsReceived,
-EventsPublished, EventsDuplicate, EventsRejected (by reason), HandlerOk and HandlerError
-(by handler), HandlerDuration (by handler, in milliseconds). Stage `local` keeps plain
-log lines and prints no metrics: they would only clutter `make run`.
-
-Every metric has the dimension `service`, and every log line the field: the stage's
-stack name (`stripe-events-prod`), which the templates and `infra render` give the
-functions in POWERTOOLS_SERVICE_NAME (Powertools' own variable), so that the alarms and
-the dashboard of one stage never count another stage's events.
-"""
+"""JSON logs and CloudWatch metrics (embedded metric format) with Powertools, in
+namespace "StripeEvents", with the stage's stack name as `service` (POWERTOOLS_SERVICE_NAME)
+so that one stage's alarms never count another's. Stage `local` logs plain lines."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""EventBridge pattern matching for the local bus.
-
-It covers what Router.pattern generates (exact strings and `prefix`), plus nested
-fields, and refuses any other operator loudly rather than guessing. The tests check
-it against moto's own, independent matcher for every event type in the catalog.
-"""
+"""EventBridge pattern matching for the local bus: what Router.pattern generates, and
+nothing else (other operators are refused). Tested against moto's own matcher."""
 
 from __future__ import annotations
 

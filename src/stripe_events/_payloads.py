@@ -1,15 +1,7 @@
-"""Oversized events: the full body goes to a payload store, the bus carries a reference.
-
-EventBridge refuses an entry above its size limit (256 KB in most regions). An event
-must be neither dropped nor refused for its size: Stripe would retry it for 3 days in
-vain. So the webhook stores the body (S3 on AWS, a directory in stage `local`) and
-publishes a small reference with the same Source, DetailType and Time, which the rules
-route exactly like the event. The dispatcher puts the body back before any handler
-sees it, so handlers never know the difference.
-
-The DynamoDB store keeps what exceeds its 400 KB item limit here too: an event's body in
-the ledger (as the same reference), and a projected item (under `state/`).
-"""
+"""Oversized events: the body goes to a payload store (S3), the bus carries a small
+reference that the rules route as the event, and the dispatcher puts the body back
+before a handler sees it. EventBridge refuses entries over its limit, and Stripe would
+retry such an event in vain. Items over DynamoDB's 400 KB go there too (`state/`)."""
 
 from __future__ import annotations
 

@@ -1,60 +1,11 @@
-"""Projections: keep the newest snapshot of each Stripe object, whatever the arrival order.
+"""Keep the newest snapshot of each Stripe object, whatever the order events arrive in.
 
-Stripe delivers events at least once and in no particular order, and EventBridge runs
-functions concurrently. A resource module that keeps "the current customer" hands each
-event to `apply_snapshot`, which stores the event's object under its id only when it is
-newer than the stored one:
-
-    @router.on("customer.created", "customer.updated", "customer.deleted")
-    def save_customer(event: stripe.Event, ctx: Context) -> None:
-        apply_snapshot(ctx, "customers", event)
-
-What a module derives from the object (a summary under its customer) goes through
-`apply_summary`, with the same order, so it ends up as the newest snapshot's summary.
-
-The stored item is plain JSON:
-
-    {"object": {...the object, as in the event...},
-     "deleted": false,
-     "version": {"created": 1760000000, "rank": [3, 1, 1],
-                 "event_id": "evt_...", "event_type": "invoice.paid"}}
-
-Which snapshot is newer: compare these, in order; the first difference decides.
-
-1. Deletion. A `*.deleted` event (or an object with `"deleted": true`) beats every other
-   event, whenever either was sent. A deleted object stays deleted: a late update does not
-   bring it back, and a deletion that arrives after a newer update still deletes.
-2. The event's `created`, in seconds.
-3. Within one second, the object's status, where an object can only move forward:
-   invoice draft < open < uncollectible < paid = void; subscription incomplete < any
-   other < canceled = incomplete_expired; payment_intent any < succeeded = canceled;
-   checkout.session open < complete = expired; and the final statuses of payouts,
-   disputes and refunds (`STATUS_RANK`). An invoice without a status (API versions
-   before 2018-11) ranks as the status its booleans mean (`status_of`).
-4. Then counters that only grow: an invoice's `attempt_count` (`COUNTERS`).
-5. Then the event type: `*.created` < any other type < `*.deleted`.
-6. Last, the event id, as a string. Stripe gives ids no order, so this choice is
-   arbitrary, but it is the same in every arrival order and on every retry.
-
-`order_key` writes these as one string that compares the same way, and the store writes
-an item only if its order is not older than the stored one's, in one atomic step
-(`Store.put_if_newer`): a DynamoDB condition, or one SQLite transaction. Two functions
-that handle events of one object at the same moment cannot both win, and whatever the
-interleaving, the newest snapshot is what stays.
-
-A redelivered event is written again (its order is equal) and counts as applied (True),
-so that a handler retried after one of its later writes failed redoes them.
-
-Limits:
-- Two changes in one second that steps 3 to 5 cannot tell apart (two
-  `customer.updated`, or `customer.subscription.updated` while a subscription stays
-  `active`) are ordered by event id, which may keep the older one until the next
-  change. `refetch=True` narrows this but does not close it: a fetch made between the
-  two changes is kept if its event has the greater id.
-- Only one object is ordered: a subscription and its invoice are separate items, and
-  nothing orders events of one against the other.
-- Statuses that move back and forth (a subscription's active and past_due) do not
-  order anything; only the ones listed in `STATUS_RANK` do.
+Which snapshot is newer (deletion, `created`, status rank, counters, type rank, event id)
+is written down in the docs under "State and ordering". `order_key` writes those steps as
+one string that compares the same way, and the store writes an item only if its order is
+not older than the stored one's, in one atomic step (`Store.put_if_newer`). An equal order
+is the same event again: written again and counted as applied, so that a handler retried
+after one of its later writes failed redoes them.
 """
 
 from __future__ import annotations
@@ -75,7 +26,6 @@ class Handling(Protocol):
 
     @property
     def store(self) -> Store: ...
-
     @property
     def stripe(self) -> stripe.StripeClient | None: ...
 
@@ -127,14 +77,8 @@ def apply_snapshot(
     refetch: bool = False,
     key: str | None = None,
 ) -> bool:
-    """Store the event's object under its id (or `key`) unless a newer snapshot is stored.
-
-    Returns whether it was stored. With `refetch=True` and a Stripe client in the context
-    (STRIPE_API_KEY is set), the object is retrieved from the API, with the event's API
-    version and account, and stored instead of the snapshot; when the API no longer has it
-    (404) or returns it deleted, it is stored as deleted. The stored version stays the
-    event's, so a newer event fetches again; a stale event costs no API call.
-    """
+    """`Context.apply_snapshot`. A refetched object is stored with the event's version, so
+    a newer event fetches again and a stale one costs no API call."""
     obj = event.data.object.to_dict(for_json=True)
     key = key or obj.get("id")
     if not isinstance(key, str):
@@ -153,22 +97,6 @@ def apply_snapshot(
         deleted = deleted or gone
     item = {"object": obj, "deleted": deleted, "version": version}
     return ctx.store.put_if_newer(collection, key, item, _key(deleted, version))
-
-
-def apply_summary(
-    ctx: Handling,
-    collection: str,
-    parent: str,
-    key: str,
-    summary: dict[str, Any],
-    event: stripe.Event,
-) -> bool:
-    """Store `summary`, derived from the event's object, under `parent`, unless newer is stored.
-
-    It is ordered as `apply_snapshot` orders the object, so that whatever the arrival
-    order and the interleaving, each summary is the one of the newest snapshot.
-    """
-    return ctx.store.put_child_if_newer(collection, parent, key, summary, order_key(event))
 
 
 def order_key(event: stripe.Event) -> str:
@@ -206,7 +134,7 @@ def _version(event: stripe.Event, obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _key(deleted: bool, version: Mapping[str, Any]) -> str:
-    """Steps 1 to 6 as fixed-width fields: string order is the tie rule's order."""
+    """The six steps as fixed-width fields: string order is the tie rule's order."""
     created = version["created"]
     status, counter, lifecycle = version["rank"]
     if not 0 <= created <= MAX_CREATED:

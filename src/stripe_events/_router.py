@@ -1,16 +1,6 @@
-"""Router: which handlers of a resource module run for which event types.
-
-    router = Router("invoices")
-
-    @router.on("invoice.payment_failed")
-    def send_dunning_email(event: stripe.Event, ctx: Context) -> None: ...
-
-A handler of snapshot events receives a typed `stripe.Event`; a handler of thin event
-notifications (`v1.billing.meter.error_report_triggered`) receives the SDK's typed
-notification, whose `fetch_event()` and `fetch_related_object()` call Stripe. A handler
-takes one kind or the other. Every name is checked against the catalog when the module
-is imported, so a typo fails at once, with the closest valid names.
-"""
+"""Which handlers of a resource module run for which event types. A handler takes
+snapshot events (a typed `stripe.Event`) or thin ones (the SDK's typed notification),
+not both; every name is checked against the catalog at import, with suggestions."""
 
 from __future__ import annotations
 

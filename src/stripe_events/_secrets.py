@@ -1,11 +1,6 @@
-"""Secrets of a deployed stage: from SSM Parameter Store (SecureString), with caching.
-
-In a deployed stage, the webhook's signing secret(s) and the Stripe API key live in SSM
-parameters named by STRIPE_WEBHOOK_SECRET_PARAM and STRIPE_API_KEY_PARAM. They are read
-with Powertools' parameters utility, which caches them for `MAX_AGE_SECONDS`, so a
-rolled secret is picked up within minutes without a deploy. Stage `local` (and tests)
-take them from STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY instead.
-"""
+"""A deployed stage's secrets, from SSM SecureString parameters through Powertools,
+cached MAX_AGE_SECONDS: a rolled secret is picked up within minutes, without a deploy.
+Stage `local` takes them from STRIPE_WEBHOOK_SECRET and STRIPE_API_KEY."""
 
 from __future__ import annotations
 

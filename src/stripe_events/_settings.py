@@ -140,7 +140,7 @@ class Settings:
         fix = (
             f"Store it in SSM Parameter Store as a SecureString, set {{param}} to the "
             f"parameter's name, and remove {{plain}} from stage {self.stage!r} in "
-            ".chalice/config.json (see the README's Deploy section)."
+            ".chalice/config.json (docs/deploy.md, Secrets)."
         )
         if self.webhook_secrets:
             secret_fix = fix.format(

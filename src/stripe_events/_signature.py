@@ -1,10 +1,6 @@
-"""Stripe-Signature verification over the raw body bytes.
-
-Written by hand rather than with `stripe.WebhookSignature.verify_header` because that
-checks one secret only (we accept several while one is rolled), rejects stale
-timestamps but not future ones, and wants the payload decoded to `str`. The tests
-check this module against the stripe library's own signatures.
-"""
+"""Stripe-Signature verification over the raw body bytes. By hand, because
+stripe.WebhookSignature checks one secret only (rotation needs several), lets future
+timestamps through and wants `str`; tested against the library's own signatures."""
 
 from __future__ import annotations
 

@@ -1,22 +1,22 @@
 """The store: the ledger, the state handlers keep, and claims, in one backend.
 
-Two backends: DynamoDB on AWS (dynamodb.py) and SQLite in stage `local`
-(stripe_events_local.sqlite). This package never imports the second; _backends picks.
-A function's run of an event is a claim too, listed by `failures` if its run dies.
+DynamoDB on AWS (dynamodb.py), SQLite in stage `local` (stripe_events_local.sqlite, which
+this package never imports: _backends picks). A function's run of an event is a claim
+too, so that `failures` lists the run if it dies.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any
 
 from stripe_events._ledger import LedgerEntry, StalledRun
 from stripe_events._stores.claims import CLAIMED, Claim, Claims
 from stripe_events._stores.ledger import Ledger
 
-# The claims of functions' runs in progress, `<event id>:<router>`: deleted when the run
-# ends, kept (and listed by `failures` once the lease is over) when it dies.
+# The claims of functions' runs in progress, `<event id>:<router>` (event ids have no
+# ":"): deleted when the run ends, kept (and listed by `failures` once the lease is over)
+# when it dies.
 RUNS = "runs"
 
 
@@ -25,17 +25,8 @@ def run_key(event_id: str, router: str) -> str:
 
 
 def split_run_key(key: str) -> tuple[str, str]:
-    """(event id, router) of a run's key: event ids have no ":"."""
     event_id, router = key.split(":", 1)
     return event_id, router
-
-
-def stalled_run(key: str, stored: dict[str, Any] | None, now: float) -> StalledRun | None:
-    """The run that the claim `stored` at `key` is left from, if its lease has ended."""
-    if stored is None or stored.get("claim") != CLAIMED or stored.get("lease_until", 0) >= now:
-        return None
-    handlers = tuple(stored.get("handlers", ()))
-    return StalledRun(split_run_key(key)[1], float(stored["lease_until"]), handlers)
 
 
 class Store(Ledger, Claims):
@@ -50,8 +41,8 @@ class Store(Ledger, Claims):
     ) -> Claim:
         """Claim a function's run of an event, naming the handlers it is to run, so that
         `failures` can tell what a run that died left undone."""
-        about = {"handlers": handlers}
-        return self.claim(RUNS, run_key(event_id, router), owner, lease_seconds, now, about)
+        key, about = run_key(event_id, router), {"handlers": handlers}
+        return self.claim(RUNS, key, owner, lease_seconds, now, about)
 
     def release_run(self, event_id: str, router: str, owner: str) -> None:
         self.release_claim(RUNS, run_key(event_id, router), owner)
@@ -63,9 +54,11 @@ class Store(Ledger, Claims):
         now = time.time() if now is None else now
         stalled: dict[str, list[StalledRun]] = {}
         for key, claim in self._expired_runs(now):
-            run = stalled_run(key, claim, now)
-            if run is not None:
-                stalled.setdefault(split_run_key(key)[0], []).append(run)
+            if claim.get("claim") == CLAIMED and claim.get("lease_until", 0) < now:
+                event_id, router = split_run_key(key)
+                handlers = tuple(claim.get("handlers", ()))
+                run = StalledRun(router, float(claim["lease_until"]), handlers)
+                stalled.setdefault(event_id, []).append(run)
         ids = self._failing_ids(since) | set(stalled)
         entries = [
             dataclasses.replace(entry, stalled=tuple(stalled.get(entry.id, ())))

@@ -1,8 +1,8 @@
 """Work that one run at a time may do: a claim, with a lease, taken in one atomic step.
 
-The claim rule is here, once: a claim can be taken when nobody holds it, when its owner
-takes it again (the same run retried), or when the holder's lease has ended (the holder
-crashed or timed out). Both stores apply it as a condition of their conditional write.
+The claim rule is here, once, as the condition both stores write under: a claim can be
+taken when nobody holds it, when its owner takes it again (the same run retried), or
+when the holder's lease has ended (the holder crashed or timed out).
 """
 
 from __future__ import annotations
@@ -11,15 +11,7 @@ import enum
 import time
 from typing import Any
 
-from stripe_events._stores.conditions import (
-    Absent,
-    AllOf,
-    AnyOf,
-    Condition,
-    Value,
-    below,
-    equals,
-)
+from stripe_events._stores.conditions import Absent, AllOf, AnyOf, Condition, Value, below, equals
 from stripe_events._stores.state import State, check_collection
 
 CLAIMED, DONE = "claimed", "done"
@@ -32,17 +24,8 @@ class Claim(enum.Enum):
 
 
 def takeable(owner: str, now: float) -> Condition:
-    return AnyOf(
-        (
-            Absent(),
-            AllOf(
-                (
-                    equals("claim", CLAIMED),
-                    AnyOf((equals("owner", owner), below("lease_until", now))),
-                )
-            ),
-        )
-    )
+    mine_or_over = AnyOf((equals("owner", owner), below("lease_until", now)))
+    return AnyOf((Absent(), AllOf((equals("claim", CLAIMED), mine_or_over))))
 
 
 def held_by(owner: str) -> Condition:
@@ -50,11 +33,9 @@ def held_by(owner: str) -> Condition:
 
 
 def refusal(stored: dict[str, Any] | None) -> Claim:
-    """Why a claim could not be taken over `stored`, read after the attempt.
-
-    Gone by then (its holder released it): HELD, so that the caller tries again. An item
-    with no claim field (written by `put`, or before claims existed) says it was done.
-    """
+    """Why a claim could not be taken over `stored`, read after the attempt: HELD when
+    it is gone by then (its holder released it: try again); DONE for an item with no
+    claim field (written by `put`, or before claims existed)."""
     if stored is None or stored.get("claim") == CLAIMED:
         return Claim.HELD
     return Claim.DONE
@@ -72,20 +53,14 @@ class Claims(State):
     ) -> Claim:
         """Take the work named `key` for `owner` until the lease ends.
 
-        TAKEN, DONE (a run finished it) or HELD (another owner's lease runs). The item,
-        as `get` returns it, is `about` with `{"claim": "claimed" | "done", "owner": …,
-        "lease_until": …}`, and once done, the result given to `finish_claim`.
+        The item, as `get` returns it, is `about` with `{"claim": "claimed" | "done",
+        "owner": …, "lease_until": …}`, and once done, the result given to `finish_claim`.
         """
         now = time.time() if now is None else now
-        fields: dict[str, Value] = {
-            "claim": CLAIMED,
-            "owner": owner,
-            "lease_until": now + lease_seconds,
-        }
-        item = {**(about or {}), **fields}
-        if self._write(
-            check_collection(collection), key, item, fields=fields, condition=takeable(owner, now)
-        ):
+        lease_until = now + lease_seconds
+        fields: dict[str, Value] = {"claim": CLAIMED, "owner": owner, "lease_until": lease_until}
+        item, condition = {**(about or {}), **fields}, takeable(owner, now)
+        if self._write(check_collection(collection), key, item, fields=fields, condition=condition):
             return Claim.TAKEN
         return refusal(self.get(collection, key))
 

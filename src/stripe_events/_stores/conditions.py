@@ -1,17 +1,16 @@
 """Conditions on a stored item, written once and checked by each store its own way.
 
-A conditional write states what the stored item must be for the write to happen. The
-SQLite store checks it in Python inside its write transaction (`holds`); the DynamoDB
-store sends it as a ConditionExpression (dynamodb.py compiles it). Both stores thus apply
-the same rules: the claim rule and the order rule are each defined once, in claims.py
-and state.py.
+SQLite checks them in Python inside its write transaction (`holds`); DynamoDB sends them
+as a ConditionExpression (dynamodb.py compiles them). So the claim rule (claims.py) and
+the order rule (state.py) are each defined once, for both stores.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 Value = str | float
 
@@ -30,10 +29,10 @@ class Missing:
 
 @dataclass(frozen=True)
 class Compare:
-    """The stored item's `field` is `op` (=, <, <=) `value`."""
+    """The stored item's `field` is `op` `value`."""
 
     field: str
-    op: str
+    op: Literal["=", "<", "<="]
     value: Value
 
 
@@ -48,6 +47,7 @@ class AllOf:
 
 
 Condition = Absent | Missing | Compare | AnyOf | AllOf
+OPERATORS = {"=": operator.eq, "<": operator.lt, "<=": operator.le}
 
 
 def equals(field: str, value: Value) -> Compare:
@@ -72,15 +72,11 @@ def holds(condition: Condition, stored: Mapping[str, Any] | None) -> bool:
         return any(holds(c, stored) for c in condition.conditions)
     if isinstance(condition, AllOf):
         return all(holds(c, stored) for c in condition.conditions)
+    # As DynamoDB compares a missing attribute, or values of different types: never true.
     if stored is None or condition.field not in stored:
-        return False  # as DynamoDB compares a missing attribute: never true
-    value = stored[condition.field]
-    if type(value) is not type(condition.value) and not all(
-        isinstance(v, int | float) for v in (value, condition.value)
-    ):
         return False
-    if condition.op == "=":
-        return bool(value == condition.value)
-    if condition.op == "<":
-        return bool(value < condition.value)
-    return bool(value <= condition.value)
+    value = stored[condition.field]
+    numbers = all(isinstance(v, int | float) for v in (value, condition.value))
+    if type(value) is not type(condition.value) and not numbers:
+        return False
+    return bool(OPERATORS[condition.op](value, condition.value))

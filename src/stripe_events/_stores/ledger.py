@@ -30,8 +30,7 @@ class Ledger(ABC):
         """Every handler's latest outcome for this event."""
 
     @abstractmethod
-    def event(self, event_id: str) -> LedgerEntry | None:
-        """One event with its body and outcomes, or None if the ledger never saw it."""
+    def event(self, event_id: str) -> LedgerEntry | None: ...
 
     def seen(self, event_id: str) -> bool:
         return self.event(event_id) is not None

@@ -28,8 +28,7 @@ def check_collection(name: str) -> str:
 
 class State(ABC):
     @abstractmethod
-    def get(self, collection: str, key: str) -> dict[str, Any] | None:
-        """One item, or None."""
+    def get(self, collection: str, key: str) -> dict[str, Any] | None: ...
 
     @abstractmethod
     def children(self, collection: str, parent: str) -> dict[str, dict[str, Any]]:
@@ -58,28 +57,17 @@ class State(ABC):
         self._write(check_collection(collection), key, item)
 
     def put_if_newer(self, collection: str, key: str, item: dict[str, Any], order: str) -> bool:
-        """Write the item unless the stored one has a greater `order`, in one atomic step.
-
-        Orders compare as strings (projection.order_key makes them). False means "not
-        newer": not an error, and nothing to retry.
-        """
+        """Write the item unless the stored one has a greater `order` (orders compare as
+        strings), in one atomic step. False means "not newer": nothing to retry."""
+        fields, condition = {ORDER: order}, not_older(order)
         return self._write(
-            check_collection(collection),
-            key,
-            item,
-            fields={ORDER: order},
-            condition=not_older(order),
+            check_collection(collection), key, item, fields=fields, condition=condition
         )
 
     def put_child_if_newer(
         self, collection: str, parent: str, key: str, item: dict[str, Any], order: str
     ) -> bool:
         """`put_if_newer` for one item under `parent`, e.g. a subscription under its customer."""
-        return self._write(
-            check_collection(collection),
-            key,
-            item,
-            parent=parent,
-            fields={ORDER: order},
-            condition=not_older(order),
-        )
+        fields, condition = {ORDER: order}, not_older(order)
+        name = check_collection(collection)
+        return self._write(name, key, item, parent=parent, fields=fields, condition=condition)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-ledger bench-crash stress mutate clean lock docs
+.PHONY: run test quick lint bench bench-ledger bench-crash stress mutate clean lock docs
 
 # The runtime's lock first, hashes checked: development runs what the zip ships.
 $(STAMP): requirements.in requirements.txt requirements-dev.txt pyproject.toml ops/pyproject.toml
@@ -43,6 +43,12 @@ test: lint $(CHECKOV)
 	@echo "pytest in random order, seed $(SEED): \`make test SEED=$(SEED)\` replays it"
 	$(BIN)/pytest -p randomly --randomly-seed=$(SEED)
 
+# The inner loop: the unit tests (no moto, no processes), stopping at the first failure.
+# tests/contract checks each interface's implementations against each other and against
+# the libraries' answers; tests/integration runs the app, its packages and its commands.
+quick: $(STAMP)
+	$(BIN)/pytest -x -p no:randomly tests/unit
+
 # The package benchmark measures what `stripe-events build` made, as Deploy ships it.
 # BENCH_ARGS go to the package benchmark, e.g. `make bench BENCH_ARGS="--repeat 3 --check"`.
 bench: $(STAMP)
@@ -68,7 +74,7 @@ mutate: $(STAMP)
 ROUNDS ?= 100
 stress: $(STAMP)
 	STRIPE_EVENTS_RACE_ROUNDS=$(ROUNDS) STRIPE_EVENTS_RACE_EXAMPLES=$(ROUNDS) \
-		$(BIN)/pytest -p no:cacheprovider tests/test_concurrency.py
+		$(BIN)/pytest -p no:cacheprovider tests/integration/test_concurrency.py
 
 # The docs site (MkDocs Material) on 127.0.0.1, rebuilt as its pages change.
 docs: $(STAMP)

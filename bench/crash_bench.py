@@ -49,7 +49,7 @@ from lambda_stage import new_events  # noqa: E402
 from stripe_events._router import RulePattern  # noqa: E402
 from stripe_events_local.sqlite import SqliteStore  # noqa: E402
 from stripe_events_ops.project import routing_app  # noqa: E402
-from tests.test_smoke import BIN, Server, free_port, wait_for_port  # noqa: E402
+from tests.integration.test_smoke import BIN, Server, free_port, wait_for_port  # noqa: E402
 
 TYPES = (
     "customer.updated",

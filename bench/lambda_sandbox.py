@@ -1,6 +1,6 @@
 """The deployment package as Lambda runs it: unzipped read-only, on a clean Python 3.11.
 
-- `build_package`: `chalice package --stage prod`, run as tests/test_package.py runs it,
+- `build_package`: `chalice package --stage prod`, run as tests/integration/test_package.py runs it,
   unzipped into a folder that nothing may write to (Lambda's /var/task: no __pycache__).
 - `clean_runtime`: a venv of python3.11 with boto3 only (what Lambda's python3.11
   runtime provides), cached under bench/.cache/.
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
 PROBE = ROOT / "bench" / "lambda_probe.py"
 PYTHON = "python3.11"
-STAGE = "prod"  # tests/test_package.py's chalice_package() packages this stage
+STAGE = "prod"  # tests/integration/test_package.py's chalice_package() packages this stage
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's account
 # Chalice's handler of the REST API (the webhook and the billing route).
@@ -75,8 +75,8 @@ def _set_writable(folder: Path, writable: bool) -> None:
 @contextlib.contextmanager
 def built_package(work: Path) -> Iterator[Package]:
     """The deployment package of stage `prod`, unzipped read-only under `work`."""
-    # tests/test_package.py imports cfn-lint and the SAM translator (seconds): only now.
-    from tests.test_package import chalice_package
+    # tests/integration/test_package.py imports cfn-lint and the SAM translator (seconds): only now.
+    from tests.integration.test_package import chalice_package
 
     progress("building the deployment package (chalice package --stage prod)")
     out = work / "package"

@@ -21,7 +21,7 @@ from typing import Any
 from lambda_sandbox import ROOT, progress
 from lambda_stage import new_events
 
-from tests.test_smoke import Server, free_port, wait_for_port
+from tests.integration.test_smoke import Server, free_port, wait_for_port
 
 EVENT_TYPE = "customer.updated"
 START_SECONDS = 60

@@ -3,7 +3,7 @@
 Run from the repository root: `make bench` runs it after webhook_bench.py, or
 `.venv/bin/python bench/package_bench.py [--repeat N] [--deliveries N] [--check]`.
 
-It builds the package of stage `prod` (`chalice package`, as tests/test_package.py
+It builds the package of stage `prod` (`chalice package`, as tests/integration/test_package.py
 does: it reuses the one `stripe-events build` made, with bytecode, which `make bench`
 runs first; with no such package, Chalice makes one of sources only), unzips it into a
 read-only folder (Lambda's /var/task: no bytecode cache but the zip's), and runs its

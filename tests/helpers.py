@@ -26,6 +26,9 @@ import boto3
 import pytest
 import stripe
 
+from stripe_events._bus import Publisher
+from stripe_events._envelope import Entry
+from stripe_events._errors import PublishFailed
 from stripe_events._router import HandlerFunc, Router
 from stripe_events_ops.project import import_app, stage_environment
 from stripe_events_ops.template import table_definition
@@ -234,3 +237,16 @@ def create_table(table: str, region: str) -> None:
     client = boto3.client("dynamodb", region_name=region)
     client.create_table(TableName=table, **table_definition())
     client.get_waiter("table_exists").wait(TableName=table)
+
+
+@dataclass
+class RecordingPublisher(Publisher):
+    """A bus that keeps what it is given (or fails, as EventBridge throttling would)."""
+
+    entries: list[Entry] = field(default_factory=list)
+    fail: bool = False
+
+    def publish(self, entry: Entry) -> None:
+        if self.fail:
+            raise PublishFailed("EventBridge did not accept the event: ThrottlingException")
+        self.entries.append(entry)

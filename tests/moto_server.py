@@ -10,7 +10,7 @@ sake. Here every request runs under one lock. The server still accepts connectio
 and reads requests concurrently, so the requests of several processes still interleave
 in any order: the product's races, which live between requests, stay testable.
 
-`python -m tests.test_moto_atomicity` races conditional writes against both kinds of
+`python -m tests.contract.test_moto_atomicity` races conditional writes against both kinds of
 server and prints how often more than one passed.
 """
 

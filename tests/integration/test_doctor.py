@@ -23,8 +23,7 @@ from stripe_events_ops.endpoint_target import STAGE_TAG, wanted_event_types
 from stripe_events_ops.template import Names
 from tests import stage_resources
 from tests.conftest import REGION
-from tests.stage_resources import topic_arn
-from tests.test_endpoint import (
+from tests.integration.test_endpoint import (
     OLD_VERSION,
     URL,
     DevStage,
@@ -33,6 +32,7 @@ from tests.test_endpoint import (
     running_fake_stripe,
     sync,
 )
+from tests.stage_resources import topic_arn
 
 # The SDK waits at least 0.5 s before its own retries; these tests need not.
 pytestmark = pytest.mark.usefixtures("quick_sdk_retries")

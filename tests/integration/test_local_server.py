@@ -20,7 +20,7 @@ from stripe_events._settings import LOCAL_SECRET
 from stripe_events_ops.local_server import exposure_warning
 from stripe_events_testing import samples
 from tests.helpers import ROOT, signed_headers
-from tests.test_smoke import BIN, cli, free_port, serving
+from tests.integration.test_smoke import BIN, cli, free_port, serving
 
 IDLE = 0.6  # the server's --idle-timeout here, so that waiting it out is quick
 WAIT = 5 * IDLE  # how long a client waits before it calls the server hung

@@ -9,7 +9,8 @@ time, and must not.
 
 A manual run races both kinds of server and prints how often moto broke atomicity:
 
-    .venv/bin/python -m tests.test_moto_atomicity [--keys 40] [--contenders 4] [--fields 100]
+    .venv/bin/python -m tests.contract.test_moto_atomicity [--keys 40] [--contenders 4]
+        [--fields 100]
 """
 
 from __future__ import annotations

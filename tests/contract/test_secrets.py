@@ -12,9 +12,8 @@ from stripe_events._errors import SettingsError
 from stripe_events._settings import LOCAL_SECRET, Settings
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_testing import samples
-from tests.helpers import ROOT, load_app, secure_parameter, signed_headers
+from tests.helpers import ROOT, RecordingPublisher, load_app, secure_parameter, signed_headers
 from tests.sqs_poller import unique
-from tests.test_webhook import RecordingPublisher
 
 
 def test_a_deployed_stage_refuses_secrets_in_plain_text() -> None:

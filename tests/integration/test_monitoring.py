@@ -31,7 +31,7 @@ from stripe_events_ops.template import (
 )
 from stripe_events_testing import local_dispatcher, samples
 from tests.helpers import ROOT, signed_headers
-from tests.test_observability import deployed_webhook, metric_lines
+from tests.integration.test_observability import deployed_webhook, metric_lines
 
 FUNCTIONS = function_handlers(ROOT)
 TEMPLATE = merge_template(FUNCTIONS)

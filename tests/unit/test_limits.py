@@ -32,7 +32,7 @@ from stripe_events._webhook import ingest
 from stripe_events_local.payloads import LocalPayloadStore
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_testing import samples
-from tests.test_webhook import RecordingPublisher
+from tests.helpers import RecordingPublisher
 
 SECRET = "whsec_limits"
 T = 1_767_225_600

@@ -19,8 +19,8 @@ from stripe_events._errors import UnknownEventType
 from stripe_events._router import Router
 from stripe_events._settings import Settings
 from stripe_events_ops.project import stage_environment
+from tests.contract.test_lock import locked_versions
 from tests.helpers import ROOT, load_app, local_stage_env, resource_routers
-from tests.test_lock import locked_versions
 
 ISSUE_TYPES = [
     "invoice.payment_failed",

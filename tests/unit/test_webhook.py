@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -14,15 +14,12 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from stripe_events._bus import Publisher
-from stripe_events._envelope import Entry
-from stripe_events._errors import PublishFailed
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_testing import samples
 from tests.helpers import (
     ROOT,
     SECRET,
-    deployed_stage_env,
+    RecordingPublisher,
     load_app,
     local_stage_env,
     sign,
@@ -31,17 +28,6 @@ from tests.helpers import (
 
 URL = "/stripe/webhook"
 MARKER = "payload-marker-4f1c"  # put in bodies to check that answers never echo them
-
-
-@dataclass
-class RecordingPublisher(Publisher):
-    entries: list[Entry] = field(default_factory=list)
-    fail: bool = False
-
-    def publish(self, entry: Entry) -> None:
-        if self.fail:
-            raise PublishFailed("EventBridge did not accept the event: ThrottlingException")
-        self.entries.append(entry)
 
 
 @dataclass
@@ -96,19 +82,6 @@ def test_a_signed_event_is_published_as_received(webhook: Factory) -> None:
         "Time": datetime.fromtimestamp(event["created"], UTC),
         "EventBusName": "local",
     }
-
-
-@pytest.mark.usefixtures("moto_url")
-def test_source_and_bus_come_from_the_settings(tmp_path: Path) -> None:
-    env = deployed_stage_env(STRIPE_EVENTS_SOURCE="acme.stripe", STRIPE_EVENTS_BUS="billing")
-    module = load_app(env)
-    module.events.publisher = publisher = RecordingPublisher()
-    module.events.store = SqliteStore(tmp_path / "ledger.sqlite3")
-    client = Client(module.app, stage_name="test", project_dir=str(ROOT))
-    body = event_body()
-    assert client.http.post(URL, headers=signed_headers(body), body=body).status_code == 200
-    [entry] = publisher.entries
-    assert (entry["Source"], entry["EventBusName"]) == ("acme.stripe", "billing")
 
 
 def test_any_of_several_secrets_passes_while_one_is_rolled(webhook: Factory) -> None:
@@ -357,12 +330,3 @@ def test_a_failed_publish_is_not_recorded_so_the_retry_publishes(webhook: Factor
     hook.publisher.fail = False
     assert hook.post(body, signed_headers(body))[1].get("duplicate") is None
     assert len(hook.publisher.entries) == 1
-
-
-@pytest.mark.usefixtures("moto_url")
-def test_a_stage_without_its_table_answers_503_not_configured(tmp_path: Path) -> None:
-    module = load_app(deployed_stage_env(STRIPE_EVENTS_TABLE=""))
-    client = Client(module.app, stage_name="local", project_dir=str(ROOT))
-    body = event_body()
-    response = client.http.post(URL, headers=signed_headers(body), body=body)
-    assert (response.status_code, json.loads(response.body)["error"]) == (503, "not_configured")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from stripe_events_testing.samples import example_objects
-from tests.test_docs import PLUGGABLE_APP, python_block
+from tests.integration.test_docs import PLUGGABLE_APP, python_block
 
 SECRET = "whsec_my_shop_local"
 

@@ -53,6 +53,7 @@ NOT_RUN = {
     ".venv/bin/python": "a benchmark that takes minutes: make bench runs it",
     "pip": "installs or builds packages for another app's venv",
     "echo": "edits another app's requirements.txt",
+    ".venv/bin/pytest": "a part of the suite that make test runs whole",
 }
 SHELL_LANGUAGES = ("sh",)
 # Fences that would hide a command from these tests: shell blocks are all tagged `sh`.
@@ -71,7 +72,7 @@ HANDLER_EXAMPLES = (
         "test_unmetered_usage_is_reported",
     ),
 )
-# The app of "Add it to your own Chalice app": tests/test_pluggable.py builds and runs it.
+# The app of "Add it to your own Chalice app": test_pluggable.py builds and runs it.
 PLUGGABLE_APP = 'Chalice(app_name="my-shop")'
 # Where an excerpt may come from, verbatim.
 SOURCES = (ROOT / "app.py", ROOT / "chalicelib", ROOT / "src", ROOT / "ops")

@@ -24,7 +24,7 @@ import pytest
 from stripe_events_ops.project import read_config
 from stripe_events_ops.template import stage_stack_template
 from tests.helpers import ROOT
-from tests.test_package import FUNCTIONS, chalice_package, transform
+from tests.integration.test_package import FUNCTIONS, chalice_package, transform
 
 CHECKOV = Path(sys.prefix) / "checkov" / "bin" / "checkov"
 INSTALL = (

@@ -15,7 +15,7 @@ from stripe_events._settings import LOCAL_SECRET
 from stripe_events_ops.listen_secret import NotASigningSecret, added_secrets
 from stripe_events_testing import samples
 from tests.helpers import ROOT, signed_headers
-from tests.test_smoke import BIN, free_port, serving
+from tests.integration.test_smoke import BIN, free_port, serving
 
 LISTEN_SECRET = "whsec_from_stripe_listen_0123456789abcdef"
 STAGE_ENV = {"STRIPE_WEBHOOK_SECRET": LOCAL_SECRET}

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import ROOT
-from tests.test_package import run_chalice_package
+from tests.integration.test_package import run_chalice_package
 
 
 def project_with_stage(tmp_path: Path, name: str, variables: dict[str, str]) -> Path:

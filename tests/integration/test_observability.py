@@ -13,8 +13,14 @@ import stripe_events._observability as observability
 from stripe_events._router import Router
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_testing import local_dispatcher, samples
-from tests.helpers import ROOT, deployed_stage_env, load_app, local_stage_env, signed_headers
-from tests.test_webhook import RecordingPublisher
+from tests.helpers import (
+    ROOT,
+    RecordingPublisher,
+    deployed_stage_env,
+    load_app,
+    local_stage_env,
+    signed_headers,
+)
 
 
 def lines(text: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from stripe_events_ops import build
 from stripe_events_ops.cli import main
 from tests.helpers import ROOT
-from tests.test_package import REGION, chalice_package
+from tests.integration.test_package import REGION, chalice_package
 
 # PEP 552: the flags word of a .pyc checked against its source's hash.
 CHECKED_HASH_FLAGS = 0b11

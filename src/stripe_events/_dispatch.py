@@ -60,10 +60,7 @@ class StripeApi:
         max_network_retries: int = DEFAULT_NETWORK_RETRIES,
     ) -> None:
         self._api_key = api_key
-        # A string, never evaluated: the runtime imports no private module of the SDK.
-        self.bases: stripe._base_address.BaseAddresses | None = (
-            {"api": api_base} if api_base else None
-        )
+        self.api_base = api_base  # another Stripe-compatible server, for tests
         self.setting = setting  # where the key comes from, as messages name it
         self.max_network_retries = max_network_retries
 
@@ -71,7 +68,9 @@ class StripeApi:
         # The SDK retries connection errors, 409 and 5xx, and a 429 only when Stripe says
         # so (Stripe-Should-Retry), with backoff; without a count it never retries.
         return stripe.StripeClient(
-            key, base_addresses=self.bases, max_network_retries=self.max_network_retries
+            key,
+            base_addresses={"api": self.api_base} if self.api_base else None,
+            max_network_retries=self.max_network_retries,
         )
 
     @cached_property

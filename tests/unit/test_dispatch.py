@@ -239,8 +239,8 @@ def test_outside_lambda_a_run_has_the_time_a_lambda_would_have() -> None:
 
 
 def test_the_stripe_api_reads_its_settings_as_given() -> None:
-    assert StripeApi().bases is None and StripeApi(api_base="").bases is None
-    assert StripeApi(api_base="http://127.0.0.1:12111").bases == {"api": "http://127.0.0.1:12111"}
+    assert StripeApi().api_base == ""
+    assert StripeApi(api_base="http://127.0.0.1:12111").api_base == "http://127.0.0.1:12111"
     assert StripeApi().setting == "STRIPE_API_KEY"
 
 

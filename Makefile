@@ -3,14 +3,20 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+# What `make run` needs (the runtime, its lock, the command), and what the tests add.
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
 
-.PHONY: run test quick lint bench bench-ledger bench-crash stress mutate clean lock docs
+.PHONY: run reset test quick lint bench bench-ledger bench-crash stress mutate clean lock docs
 
 # The runtime's lock first, hashes checked: development runs what the zip ships.
-$(STAMP): requirements.in requirements.txt requirements-dev.txt pyproject.toml ops/pyproject.toml
+$(RUN_STAMP): requirements.in requirements.txt pyproject.toml ops/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -e . -e ./ops
+	@touch $@
+
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -e . -e ./ops
 	@touch $@
 
@@ -26,8 +32,14 @@ lock: $(STAMP)
 	$(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux2014 requirements.in -o requirements.txt
 	$(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux2014 requirements-checkov.in -o requirements-checkov.txt
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/stripe-events run --stage local --host 127.0.0.1 --port $(PORT)
+
+# Stage local's state: the ledger, the state and the outbox (SQLite), oversized bodies.
+STATE_DIR ?= $(or $(STRIPE_EVENTS_STATE_DIR),.state)
+reset:
+	rm -rf $(STATE_DIR)
+	@echo "stage local's state in $(STATE_DIR) is gone; the next make run starts empty"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from stripe_events_ops.backfill import backfill_command
 from stripe_events_ops.build import build_command
+from stripe_events_ops.clients import aws_problem
 from stripe_events_ops.develop import enabled_events, outbox, run_local, send, show_catalog
 from stripe_events_ops.doctor import doctor_command
 from stripe_events_ops.endpoint import endpoint_group
@@ -16,7 +18,20 @@ from stripe_events_ops.infra import infra_group
 from stripe_events_ops.state import state
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group: an AWS setup problem is one line and exit 1, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            problem = aws_problem(error)
+            if problem is None:
+                raise
+            raise click.ClickException(problem) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--project",
     type=click.Path(exists=True, file_okay=False, path_type=Path),

@@ -69,15 +69,13 @@ def run_local(
     except (NotASigningSecret, SettingsError) as error:
         raise click.UsageError(str(error)) from None
     variables = {}
+    secrets_from = f"stage {stage}'s own (.chalice/config.json)"
     if added is not None:
         variables[SECRET_VARIABLE] = added.value
-        click.echo(
-            f"Accepting deliveries signed with the {added.count} secret(s) of "
-            f"{SECRET_VARIABLE} from {added.origin} (`stripe listen`), as well as stage "
-            f"{stage}'s own.",
-            err=True,
+        secrets_from += (
+            f", and {added.count} from {SECRET_VARIABLE} in {added.origin} (`stripe listen`)"
         )
-    serve(project, stage, host, port, policy, variables)
+    serve(project, stage, host, port, policy, variables, secrets_from)
 
 
 @click.command()

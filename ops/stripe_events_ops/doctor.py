@@ -159,6 +159,28 @@ class Doctor:
             return
         self.report.ok(f"app.py loads with stage {self.stage}'s settings")
 
+    def wiring(self) -> None:
+        """Every resource module runs in a function, and what derives from app.py is fresh."""
+        from stripe_events_ops.infra import stale_files
+
+        root = project.current_project()
+        for module in project.unwired_routers(root):
+            self.report.problem(
+                f"{module} has a router that no function of app.py dispatches: its handlers "
+                "never run",
+                "declare its function in app.py with @app.on_cw_event (docs/handlers.md), "
+                "then run `stripe-events infra render`",
+            )
+        changed, unused = stale_files(root)
+        if changed or unused:
+            stale = ", ".join(str(p.relative_to(root)) for p in (*changed, *unused))
+            self.report.problem(
+                f"files generated from app.py are stale: {stale}",
+                "run `stripe-events infra render`",
+            )
+        else:
+            self.report.ok("every resource module runs in a function; infra render is up to date")
+
     def names(self, settings: Settings) -> None:
         missing = False
         for variable, value, fix in (
@@ -509,6 +531,7 @@ class Doctor:
             return report
         if self.plain_secrets(settings):
             self.app_loads()
+            self.wiring()
         else:
             report.skip("app.py not loaded: it refuses secrets in plain text (see above)")
         self.names(settings)

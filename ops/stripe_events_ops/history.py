@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 
 import click
 
 import stripe_events._catalog as catalog
+import stripe_events_ops.ledger_view as view
 from stripe_events._bus import publish_event
 from stripe_events._core import StripeEvents
 from stripe_events._envelope import parse_event, to_entry
 from stripe_events._errors import PublishFailed
-from stripe_events._ledger import LedgerEntry
+from stripe_events._ledger import LedgerEntry, Outcome
 from stripe_events_ops.backfill import Listed
 from stripe_events_ops.clients import stripe_client
 from stripe_events_ops.options import iso_since, since_option, stage_events, stage_option
@@ -21,38 +21,42 @@ from stripe_events_ops.options import iso_since, since_option, stage_events, sta
 
 def echo_entries(entries: list[LedgerEntry], as_json: bool, empty: str) -> None:
     if as_json:
-        click.echo(json.dumps([e.to_json() for e in entries], indent=2))
+        click.echo(json.dumps([view.as_json(e) for e in entries], indent=2))
         return
     if not entries:
         click.echo(empty)
         return
     for entry in entries:
-        published = "" if entry.published_at is None else f"  published {entry.published_at}"
-        click.echo(f"{entry.seen_at}  {entry.id}  {entry.type}{published}")
-        for name, o in entry.handlers.items():
-            detail = f"  {o.error_type}: {o.error} (at {o.at})" if o.status == "error" else ""
-            click.echo(f"    {name}: {o.status} (attempts {o.attempts}){detail}")
-        for run in entry.stalled:
-            undone = [name for name in run.handlers if name not in entry.handlers]
-            if undone:
-                ended = datetime.fromtimestamp(run.lease_until, UTC).isoformat(timespec="seconds")
-                click.echo(
-                    f"    {', '.join(undone)}: stalled (the {run.router} function's run ended "
-                    f"without finishing; its lease ended {ended})"
-                )
-        if not entry.handlers and not entry.stalled:
-            click.echo("    (no handler has run for it)")
+        click.echo(view.summary_line(entry))
+        for line in view.handler_lines(entry):
+            click.echo(f"    {line}")
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.argument("event_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
 @since_option("Only events seen since then.")
 @stage_option
-def ledger(as_json: bool, limit: int, since: str | None, stage: str) -> None:
-    """Recent events and the status of each handler, newest first."""
-    entries = stage_events(stage).store.recent(limit, since=iso_since(since))
-    echo_entries(entries, as_json, "The ledger is empty: no event has been seen yet.")
+def ledger(event_id: str | None, as_json: bool, limit: int, since: str | None, stage: str) -> None:
+    """Recent events (their object, customer and each handler's status), newest first; or
+    all the ledger has of EVENT_ID: its times, outcomes, attempts, errors and body."""
+    store = stage_events(stage).store
+    if event_id is None:
+        entries = store.recent(limit, since=iso_since(since))
+        echo_entries(entries, as_json, "The ledger is empty: no event has been seen yet.")
+        return
+    entry = store.event(event_id)
+    if entry is None:
+        raise click.ClickException(
+            f"{event_id} is not in stage {stage}'s ledger. For events that never arrived, "
+            "use `stripe-events backfill`."
+        )
+    if as_json:
+        click.echo(json.dumps(view.as_json(entry, body=True), indent=2))
+        return
+    for line in view.detail_lines(entry):
+        click.echo(line)
 
 
 @click.command()
@@ -67,11 +71,18 @@ def failures(as_json: bool, since: str | None, stage: str) -> None:
     """
     entries = stage_events(stage).store.failures(since=iso_since(since))
     echo_entries(entries, as_json, "No handler is failing, and no run has stalled.")
-    if entries and not as_json:
-        click.echo(
-            f"\n{len(entries)} event(s) failing or stalled. Fix the cause, then: "
-            "stripe-events replay --failed"
-        )
+    if entries:
+        if not as_json:
+            click.echo(
+                f"\n{len(entries)} event(s) failing or stalled. Fix the cause, then: "
+                "stripe-events replay --failed"
+            )
+        sys.exit(1)  # for scripts and CI: something needs a replay
+
+
+def done_before(entry: LedgerEntry, handler: str, outcome: Outcome) -> bool:
+    """Whether the replay left `handler` alone: it had succeeded, and was not run again."""
+    return outcome.status == "ok" and entry.handlers.get(handler) == outcome
 
 
 def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
@@ -105,8 +116,13 @@ def replay_one(events: StripeEvents, entry: LedgerEntry) -> bool:
         click.echo(f"{entry.id}: not published: {error}")
         return False
     after = events.store.event(entry.id) or entry
-    statuses = ", ".join(f"{n} {o.status}" for n, o in after.handlers.items()) or "published"
-    click.echo(f"{entry.id}  {entry.type}: {statuses}")
+    statuses = ", ".join(
+        f"{name} skipped (done before)"
+        if entry.handlers.get(name) == outcome
+        else f"{name} {outcome.status}"
+        for name, outcome in after.handlers.items()
+    )
+    click.echo(f"{entry.id}  {entry.type}: {statuses or 'published'}")
     return True
 
 

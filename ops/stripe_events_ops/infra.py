@@ -26,6 +26,7 @@ import click
 from stripe_events._errors import SettingsError
 from stripe_events._observability import SERVICE_VARIABLE
 from stripe_events._stores.dynamodb import DynamoStore
+from stripe_events_ops.clients import NO_REGION, aws_region
 from stripe_events_ops.index_ledger import index_earlier_items
 from stripe_events_ops.monitoring import ALARM_EMAIL
 from stripe_events_ops.options import deployed_stage_option, stage_events
@@ -152,12 +153,11 @@ class Aws:
         import boto3
         from botocore.config import Config
 
-        session = boto3.session.Session()
-        if not session.region_name:
-            raise click.UsageError(
-                "no AWS region: set AWS_REGION (or a profile's region), as for `chalice deploy`"
-            )
-        self.region: str = session.region_name
+        region = aws_region()
+        if not region:
+            raise click.ClickException(NO_REGION)
+        session = boto3.session.Session(region_name=region)
+        self.region: str = region
         self.partition: str = session.get_partition_for_region(self.region)
         config = Config(connect_timeout=5, read_timeout=30, retries={"mode": "standard"})
         self.client: Callable[[str], Any] = lambda service: session.client(service, config=config)

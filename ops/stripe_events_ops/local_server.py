@@ -14,6 +14,7 @@ GuardedHandler is Chalice's handler with those requests refused before the app r
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import io
 import ipaddress
@@ -28,9 +29,12 @@ from email.message import Message
 from pathlib import Path
 from typing import Any, cast
 
+import click
 from chalice.cli.factory import CLIFactory
 from chalice.deploy.validate import validate_routes
 from chalice.local import ChaliceRequestHandler, LocalDevServer, ThreadedHTTPServer
+
+from stripe_events._router import RulePattern
 
 # Deliveries that may wait to be accepted at once; the kernel caps it at somaxconn.
 LISTEN_BACKLOG = 128
@@ -184,6 +188,26 @@ class GuardedHandler(ChaliceRequestHandler):
         return False
 
 
+def banner(app: Any, base: str, secrets_from: str, state_dir: str) -> list[str]:
+    """What the server is about to serve: the URLs to use, and each function's handlers."""
+    functions = [
+        (source.name, [h.name for h in source.event_pattern.router.handlers])
+        for source in app.event_sources
+        if isinstance(getattr(source, "event_pattern", None), RulePattern)
+    ]
+    width = max((len(name) for name, _ in functions), default=0)
+    return [
+        f"webhook    POST {base}/stripe/webhook  (paste it in `stripe listen --forward-to`)",
+        "secrets    " + (secrets_from or "the stage's own"),
+        *(
+            f"{'functions' if n == 0 else '':<10} {name:<{width}}  {', '.join(handlers)}"
+            for n, (name, handlers) in enumerate(functions)
+        ),
+        f"billing    GET {base}/billing/customers/{{customer_id}}",
+        f"state      {state_dir}/ (SQLite: ledger, state, outbox); `make reset` empties it",
+    ]
+
+
 def serve(
     project_dir: Path,
     stage: str,
@@ -191,6 +215,7 @@ def serve(
     port: int,
     policy: Policy,
     variables: dict[str, str] | None = None,
+    secrets_from: str = "",
 ) -> None:
     """Serve the app of `project_dir` under `stage` until interrupted; `variables` win over
     the stage's own, as a user's parameters to Chalice's config do."""
@@ -201,10 +226,22 @@ def serve(
     # As `chalice local` does: the app's log lines on stdout, as Lambda shows them.
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
     handler = functools.partial(GuardedHandler, policy=policy)
-    server = LocalDevServer(
-        config.chalice_app, config, host, port, handler_cls=handler, server_cls=BurstServer
-    )
+    try:
+        server = LocalDevServer(
+            config.chalice_app, config, host, port, handler_cls=handler, server_cls=BurstServer
+        )
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        raise click.ClickException(
+            f"port {port} is in use (another `make run`?): stop it, or serve on another port "
+            f"with `make run PORT={port + 1}`"
+        ) from None
     if warning := exposure_warning(server.server.server_address[0]):
         print(warning, file=sys.stderr, flush=True)
+    address = host if ":" not in host else f"[{host}]"
+    state_dir = os.environ.get("STRIPE_EVENTS_STATE_DIR") or ".state"
+    lines = banner(config.chalice_app, f"http://{address}:{port}", secrets_from, state_dir)
+    print("\n".join(lines), flush=True)
     with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it, without a traceback
         server.serve_forever()

@@ -24,6 +24,7 @@ from stripe_events._errors import SettingsError
 from stripe_events._pattern import matches
 from stripe_events._router import RulePattern
 from stripe_events._settings import LOCAL_STAGE
+from stripe_events_ops.clients import NO_REGION, aws_region
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -100,6 +101,11 @@ def load_app(stage: str, project: Path) -> ModuleType:
     directory is taken from the project, wherever the command runs.
     """
     env = {**os.environ, **stage_environment(stage, project)}
+    if stage != LOCAL_STAGE:
+        region = aws_region()
+        if not region:
+            raise click.ClickException(NO_REGION)
+        env["AWS_REGION"] = region
     state_dir = Path(env.get("STRIPE_EVENTS_STATE_DIR") or ".state")
     env["STRIPE_EVENTS_STATE_DIR"] = str(project / state_dir)  # no-op when absolute
     return import_app(env, project)
@@ -206,3 +212,26 @@ def function_handlers(project: Path) -> dict[str, list[str]]:
         for source in routing_app(project).event_sources
         if isinstance(source, CloudWatchEventConfig)
     }
+
+
+RESOURCES = Path("chalicelib") / "resources"
+
+
+def unwired_routers(project: Path) -> list[str]:
+    """The modules of chalicelib/resources whose `router` no function of app.py
+    dispatches: their handlers would never run."""
+    from stripe_events._router import Router
+
+    app = routing_app(project)  # puts the project on sys.path, as Lambda has it
+    wired = {
+        id(source.event_pattern.router)
+        for source in app.event_sources
+        if isinstance(getattr(source, "event_pattern", None), RulePattern)
+    }
+    unwired = []
+    for path in sorted((project / RESOURCES).glob("*.py")):
+        module = importlib.import_module(".".join((*RESOURCES.parts, path.stem)))
+        router = getattr(module, "router", None)
+        if isinstance(router, Router) and id(router) not in wired:
+            unwired.append(str(RESOURCES / path.name))
+    return unwired

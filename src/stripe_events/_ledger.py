@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 Status = Literal["ok", "error"]
 
@@ -65,18 +65,3 @@ class LedgerEntry:
     @property
     def needs_replay(self) -> bool:
         return bool(self.failing or self.waiting)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": self.type,
-            "created": self.created,
-            "published_at": self.published_at,
-            "received_at": self.received_at,
-            "handlers": {name: o.status for name, o in self.handlers.items()},
-            "errors": {
-                name: {"type": o.error_type, "message": o.error, "attempts": o.attempts, "at": o.at}
-                for name, o in self.failing.items()
-            },
-            "stalled": self.waiting,
-        }

@@ -30,6 +30,7 @@ from stripe_events_local.bus import LocalBus
 from stripe_events_local.payloads import LocalPayloadStore
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.cli import main
+from stripe_events_ops.ledger_view import as_json
 from stripe_events_testing import samples
 from tests.conftest import REGION
 from tests.helpers import ROOT, create_table, load_app, local_stage_env, signed_headers
@@ -94,7 +95,7 @@ def test_a_run_that_died_is_listed_as_stalled_once_its_lease_ends(
     assert entry.waiting == ["shop.ship"]
     [run] = entry.stalled
     assert (run.router, run.handlers) == ("shop", ("shop.reserve", "shop.ship"))
-    assert entry.to_json()["stalled"] == ["shop.ship"]
+    assert as_json(entry)["stalled"] == ["shop.ship"]
     assert store.failures(since="9999", now=died_at + 5) == []  # `since` applies
 
     # The next delivery, once the lease has ended, takes the claim and runs what is left.
@@ -158,7 +159,7 @@ def test_failures_lists_a_stalled_event_and_replay_failed_runs_it(tmp_path: Path
     runner = CliRunner(env={"STRIPE_EVENTS_STATE_DIR": str(tmp_path)})
 
     listed = runner.invoke(main, ["failures"])
-    assert listed.exit_code == 0, listed.output
+    assert listed.exit_code == 1, listed.output
     assert event["id"] in listed.output
     assert "customers.save_customer: stalled" in listed.output
     assert "1 event(s) failing or stalled" in listed.output

@@ -174,7 +174,7 @@ def test_failures_then_replay_failed_after_the_fix(
         dispatcher.dispatch(router, event)
 
     listed = runner.invoke(main, ["failures"])
-    assert listed.exit_code == 0, listed.output
+    assert listed.exit_code == 1, listed.output  # something to replay: scripts can tell
     assert event["id"] in listed.output
     assert "ConnectionError: the CRM is down" in listed.output
     rows = json.loads(runner.invoke(main, ["failures", "--json"]).output)
@@ -273,3 +273,47 @@ def test_failures_and_replay_against_a_stages_table_and_bus(moto_url: str) -> No
     finally:
         delete_route(events_client, sqs, route)
         boto3.client("dynamodb", region_name=REGION).delete_table(TableName=table)
+
+
+def test_the_ledger_says_what_each_event_is_about_and_all_it_has_of_one(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    [subscriptions] = [r for r in resource_routers() if r.name == "subscriptions"]
+    event = samples.sample_event("customer.subscription.updated")
+    sub = event["data"]["object"]
+    local_dispatcher(SqliteStore(tmp_path / "stripe-events.sqlite3"), tmp_path).dispatch(
+        subscriptions, event
+    )
+
+    listed = runner.invoke(main, ["ledger"])
+    assert listed.exit_code == 0, listed.output
+    first = listed.output.splitlines()[0]
+    assert f"{event['id']}  customer.subscription.updated  {sub['id']}" in first
+    assert f"customer {sub['customer']}" in first
+    [row] = json.loads(runner.invoke(main, ["ledger", "--json"]).output)
+    assert (row["object"], row["customer"]) == (sub["id"], sub["customer"])
+
+    one = runner.invoke(main, ["ledger", event["id"]])
+    assert one.exit_code == 0, one.output
+    assert f"object     {sub['id']}  customer {sub['customer']}" in one.output
+    assert "subscriptions.save_subscription: ok (attempts 1)" in one.output
+    assert '"object": "subscription"' in one.output  # the body, as received
+    detail = json.loads(runner.invoke(main, ["ledger", event["id"], "--json"]).output)
+    assert detail["body"] == event
+    assert detail["outcomes"]["subscriptions.save_subscription"]["attempts"] == 1
+
+    missing = runner.invoke(main, ["ledger", "evt_never"])
+    assert missing.exit_code == 1 and "backfill" in missing.output
+
+
+def test_replay_says_which_handlers_it_skipped(runner: CliRunner, tmp_path: Path) -> None:
+    [customers] = [r for r in resource_routers() if r.name == "customers"]
+    event = samples.sample_event("customer.updated")
+    local_dispatcher(SqliteStore(tmp_path / "stripe-events.sqlite3"), tmp_path).dispatch(
+        customers, event
+    )
+    replayed = runner.invoke(main, ["replay", event["id"]])
+    assert replayed.exit_code == 0, replayed.output
+    assert f"{event['id']}  customer.updated: customers.save_customer skipped (done before)" in (
+        replayed.output
+    )

@@ -43,6 +43,7 @@ NOT_RUN_HERE = ("run", "send", "backfill", "build", "infra", "endpoint", "doctor
 
 # Every other kind of command the docs show, and why it does not run here. A kind that
 # is not listed fails the tests until someone decides how it is checked.
+DOCS_EVENT_ID = "evt_1PgwVBLkdIwHu7ixM9VmzQRp"
 NOT_RUN = {
     "curl": "asks make run's server: test_smoke makes the same request",
     "stripe": "the Stripe CLI and an account: test_stripe_cli runs make run with its secret",
@@ -204,10 +205,12 @@ def run_as_written(args: list[str], state_dir: Path) -> subprocess.CompletedProc
 
 
 def test_every_cli_command_runs_as_written(tmp_path: Path) -> None:
-    # What `send customer.created` leaves behind, for `state customer` to show.
+    # What `send customer.created` leaves behind, for `state customer` and `ledger EVENT_ID`
+    # to show (the docs' example id).
     [customers] = [r for r in resource_routers() if r.name == "customers"]
     store = SqliteStore(tmp_path / "stripe-events.sqlite3")
-    local_dispatcher(store, tmp_path).dispatch(customers, samples.sample_event("customer.created"))
+    event = {**samples.sample_event("customer.created"), "id": DOCS_EVENT_ID}
+    local_dispatcher(store, tmp_path).dispatch(customers, event)
     runnable: list[list[str]] = []
     for shown in (c for c in commands() if c.kind == CLI):
         args = list(shown.words[1:])

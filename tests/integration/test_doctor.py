@@ -7,8 +7,13 @@ starts from a complete setup and breaks one thing (or several).
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,9 +25,11 @@ from stripe_events._settings import LOCAL_SECRET
 from stripe_events_ops import doctor
 from stripe_events_ops.doctor import doctor_command
 from stripe_events_ops.endpoint_target import STAGE_TAG, wanted_event_types
+from stripe_events_ops.project import unwired_routers
 from stripe_events_ops.template import Names
 from tests import stage_resources
 from tests.conftest import REGION
+from tests.helpers import ROOT
 from tests.integration.test_endpoint import (
     OLD_VERSION,
     URL,
@@ -370,3 +377,32 @@ def test_the_local_stage_has_nothing_to_check() -> None:
     unknown = CliRunner().invoke(doctor_command, ["--stage", "staging"])
     assert unknown.exit_code == 2
     assert "no stage 'staging'" in unknown.output
+
+
+def test_a_resource_module_that_no_function_runs_is_found(tmp_path: Path) -> None:
+    """Its handlers would never run: doctor names the module, and the project's own
+    modules are all wired (and their generated files fresh, test_infra checks)."""
+    assert unwired_routers(ROOT) == []
+    project = tmp_path / "project"
+    for part in ("app.py", "chalicelib", ".chalice/config.json"):
+        if (ROOT / part).is_dir():
+            shutil.copytree(
+                ROOT / part, project / part, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        else:
+            (project / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / part, project / part)
+    (project / "chalicelib" / "resources" / "refunds.py").write_text(
+        "from stripe_events import Router\n\nrouter = Router('refunds')\n\n\n"
+        "@router.on('charge.refunded')\ndef note(event, ctx):\n    pass\n"
+    )
+    code = (
+        "import json, sys; from pathlib import Path\n"
+        "from stripe_events_ops.project import unwired_routers\n"
+        "print(json.dumps(unwired_routers(Path(sys.argv[1]))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(project)], capture_output=True, text=True, cwd=project
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["chalicelib/resources/refunds.py"]

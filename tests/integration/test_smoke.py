@@ -113,6 +113,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield Server(port, env, state_dir)
     [output] = printed
     assert "Serving on" in output, output
+    # The banner: what to paste where, and which function runs which handler.
+    assert f"webhook    POST http://127.0.0.1:{port}/stripe/webhook" in output, output
+    assert "customers        customers.save_customer" in output, output
+    assert f"state      {state_dir}/" in output, output
 
 
 def test_make_run_serves_the_webhook_and_runs_the_functions(server: Server) -> None:

@@ -80,7 +80,7 @@ def test_make_run_accepts_the_secret_given_in_the_shell(tmp_path: Path) -> None:
         assert post(port, LOCAL_SECRET) == 200  # what `stripe-events send` signs with
         assert post(port, "whsec_someone_else") == 400
     [output] = printed
-    assert "secret(s) of STRIPE_WEBHOOK_SECRET from the shell" in output
+    assert "and 1 from STRIPE_WEBHOOK_SECRET in the shell (`stripe listen`)" in output
     assert LISTEN_SECRET not in output
 
 
@@ -110,4 +110,4 @@ def test_run_accepts_the_secret_of_a_dotenv_file_and_send_still_works(tmp_path: 
         assert sent.returncode == 0, sent.stdout + sent.stderr
         assert post(port, "whsec_someone_else") == 400
     [output] = printed
-    assert f"from {project / '.env'}" in output
+    assert f"in {project / '.env'}" in output

@@ -10,6 +10,8 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -81,8 +83,24 @@ def run_local(
 @click.command()
 @click.argument("event_type")
 @click.option("--url", default=DEFAULT_URL, show_default=True, help="The webhook to post to.")
+@click.option(
+    "--data",
+    "data_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A JSON file: the event to send, or the object to send it about.",
+)
+@click.option(
+    "--set",
+    "changes",
+    multiple=True,
+    metavar="PATH=VALUE",
+    help="Set a field of the event's object (`customer=cus_1`, `metadata.plan=pro`), or of "
+    "the event with `event.` (`event.livemode=true`); VALUE is JSON, or else a string.",
+)
 @stage_option
-def send(event_type: str, url: str, stage: str) -> None:
+def send(
+    event_type: str, url: str, data_file: Path | None, changes: tuple[str, ...], stage: str
+) -> None:
     """Sign a realistic EVENT_TYPE event with the stage's secret and POST it to the webhook."""
     try:
         catalog.expand(event_type)
@@ -94,6 +112,10 @@ def send(event_type: str, url: str, stage: str) -> None:
     if not settings.webhook_secrets:
         raise click.UsageError(f"stage {stage!r} sets no STRIPE_WEBHOOK_SECRET to sign with")
     event = samples.sample_event(event_type, livemode=bool(settings.livemode))
+    if data_file is not None:
+        event = with_data(event, data_file)
+    for change in changes:
+        set_field(event, change)
     body = samples.encode(event)
     timestamp = int(time.time())
     signature = expected_signature(body, timestamp, settings.webhook_secrets[0])
@@ -181,3 +203,55 @@ def outbox(as_json: bool, limit: int) -> None:
         customer = f"  customer {n.customer}" if n.customer else ""
         click.echo(f"{n.at}  {n.kind}{customer}  {n.subject}")
         click.echo(f"    {json.dumps(n.message, sort_keys=True)}")
+
+
+EVENT_OBJECTS = ("event", "v2.core.event")
+
+
+def with_data(event: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The event a --data file gives: itself, if it is an event of the same type, or the
+    sample event about the object it holds."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise click.BadParameter(f"{path} is not JSON: {error}", param_hint="--data") from None
+    if not isinstance(data, dict):
+        raise click.BadParameter(f"{path} holds no JSON object", param_hint="--data")
+    if data.get("object") in EVENT_OBJECTS:
+        if data.get("type") != event["type"]:
+            raise click.BadParameter(
+                f"{path} is a {data.get('type')!r} event, not {event['type']!r}",
+                param_hint="--data",
+            )
+        return data
+    if "data" not in event:
+        raise click.BadParameter(
+            "a thin event carries no object: give --data a whole notification",
+            param_hint="--data",
+        )
+    return {**event, "data": {**event["data"], "object": data}}
+
+
+def set_field(event: dict[str, Any], change: str) -> None:
+    """Apply one --set PATH=VALUE to the event's object (or, under `event.`, the event)."""
+    path, equals, raw = change.partition("=")
+    if not equals or not path.strip("."):
+        raise click.BadParameter(f"{change!r} is not PATH=VALUE", param_hint="--set")
+    if path.startswith("event."):
+        target, names = event, path.removeprefix("event.").split(".")
+    elif "data" in event:
+        target, names = event["data"]["object"], path.split(".")
+    else:
+        raise click.BadParameter(
+            "a thin event carries no object: set its fields with `event.`", param_hint="--set"
+        )
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = raw  # a plain string: `customer=cus_1`
+    for name in names[:-1]:
+        child = target.get(name)
+        if not isinstance(child, dict):
+            child = target[name] = {}
+        target = child
+    target[names[-1]] = value

@@ -147,6 +147,56 @@ def test_send_posts_a_signed_realistic_event(runner: CliRunner, receiver: str) -
     assert event["data"]["object"]["object"] == "subscription"
 
 
+def test_send_sets_fields_and_takes_a_file(
+    runner: CliRunner, receiver: str, tmp_path: Path
+) -> None:
+    Receiver.received.clear()
+    changes = ["customer=cus_mine", "amount_due=5000", "metadata.plan=pro", "event.livemode=false"]
+    options = [word for change in changes for word in ("--set", change)]
+    sent = runner.invoke(main, ["send", "invoice.payment_failed", "--url", receiver, *options])
+    assert sent.exit_code == 0, sent.output
+    [(_, body)] = Receiver.received
+    event = json.loads(body)
+    invoice = event["data"]["object"]
+    assert (invoice["customer"], invoice["amount_due"], invoice["metadata"]["plan"]) == (
+        "cus_mine",
+        5000,
+        "pro",
+    )
+    assert event["livemode"] is False
+
+    # A file with an object: the event is about it. A file with an event: sent as it is.
+    obj = tmp_path / "invoice.json"
+    obj.write_text(json.dumps({**invoice, "id": "in_from_file"}))
+    whole = tmp_path / "event.json"
+    whole.write_text(json.dumps({**event, "id": "evt_from_file"}))
+    for path in (obj, whole):
+        assert (
+            runner.invoke(
+                main, ["send", "invoice.payment_failed", "--url", receiver, "--data", str(path)]
+            ).exit_code
+            == 0
+        )
+    about, itself = (json.loads(body) for _, body in Receiver.received[1:])
+    assert (
+        about["data"]["object"]["id"] == "in_from_file"
+        and about["type"] == "invoice.payment_failed"
+    )
+    assert itself["id"] == "evt_from_file"
+
+    wrong = runner.invoke(
+        main, ["send", "customer.created", "--url", receiver, "--data", str(whole)]
+    )
+    assert wrong.exit_code == 2 and "not 'customer.created'" in wrong.output
+    bad = runner.invoke(main, ["send", "customer.created", "--url", receiver, "--set", "nothing"])
+    assert bad.exit_code == 2 and "PATH=VALUE" in bad.output
+    (tmp_path / "broken.json").write_text("{")
+    broken = runner.invoke(
+        main, ["send", "customer.created", "--data", str(tmp_path / "broken.json")]
+    )
+    assert broken.exit_code == 2 and "is not JSON" in broken.output
+
+
 def test_send_explains_when_the_app_is_not_running(runner: CliRunner) -> None:
     result = runner.invoke(main, ["send", "customer.created", "--url", "http://127.0.0.1:9/x"])
     assert result.exit_code == 1

@@ -53,6 +53,13 @@ def secure_parameter(value: str) -> str:
     return name
 
 
+def shell_without_aws(**variables: str) -> dict[str, str]:
+    """This shell's environment as a user without AWS set up has it: no AWS variable, and
+    no lookup of instance metadata (nothing may reach beyond loopback)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    return {**env, "AWS_EC2_METADATA_DISABLED": "true", **variables}
+
+
 def deployed_stage_env(secret: str = SECRET, **env: str) -> dict[str, str]:
     """A deployed stage's environment, as a test on the moto server runs it: stage `test`
     publishes to EventBridge and reads its signing secret from SSM, as every stage but

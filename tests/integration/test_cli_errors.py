@@ -4,15 +4,14 @@ variables and a home without ~/.aws."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
-from tests.integration.test_smoke import BIN, free_port
+from tests.helpers import shell_without_aws
+from tests.integration.test_smoke import cli, free_port
 
 DEPLOYED_STAGE_COMMANDS = [
     ["ledger", "--stage", "dev"],
@@ -25,17 +24,7 @@ DEPLOYED_STAGE_COMMANDS = [
 
 
 def run(home: Path, *args: str, **variables: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    # No instance metadata lookup: nothing may reach beyond loopback.
-    env |= {"HOME": str(home), "AWS_EC2_METADATA_DISABLED": "true", **variables}
-    return subprocess.run(
-        [str(BIN / "stripe-events"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli(*args, env=shell_without_aws(HOME=str(home), **variables))
 
 
 def one_clean_line(result: subprocess.CompletedProcess[str]) -> str:

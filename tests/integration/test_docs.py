@@ -28,7 +28,8 @@ from stripe_events import Context, State
 from stripe_events_local.sqlite import SqliteStore
 from stripe_events_ops.cli import main
 from stripe_events_testing import local_dispatcher, samples
-from tests.helpers import ROOT, resource_routers
+from tests.helpers import ROOT, resource_routers, shell_without_aws
+from tests.integration.test_smoke import cli
 
 README = ROOT / "README.md"
 DOCS = ROOT / "docs"
@@ -192,16 +193,7 @@ def test_the_docs_show_every_command_of_the_cli() -> None:
 def run_as_written(args: list[str], state_dir: Path) -> subprocess.CompletedProcess[str]:
     """The command in its own process, as a user runs it: from the project, with no AWS
     credentials and no region in the environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["STRIPE_EVENTS_STATE_DIR"] = str(state_dir)
-    return subprocess.run(
-        [str(BIN / "stripe-events"), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return cli(*args, env=shell_without_aws(STRIPE_EVENTS_STATE_DIR=str(state_dir)))
 
 
 def test_every_cli_command_runs_as_written(tmp_path: Path) -> None:
